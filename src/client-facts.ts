@@ -1,0 +1,322 @@
+/**
+ * Which client facts the edge may believe (TRUST.md), established once per request.
+ *
+ * The walk is written by hand rather than taken from proxy-addr because it must do more than pick
+ * a client address: it must also recognise an operator gateway, take the handset address that
+ * gateway appended (the entry just left of it, never further) and read that gateway's MSISDN
+ * header, all with strict parsing and caps, without allocating per request.
+ *
+ * Every rejected input gives "no fact"; nothing here throws on request input.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import { parseAddress, parsePrefix, formatPrefix, type Family, type IpPrefix } from './address.js'
+import { InvalidOptionError } from './errors.js'
+import { isDigitString, normalizeMsisdn, type Msisdn, type MsisdnFormat } from './msisdn.js'
+import { lookup1, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
+import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from './compile.js'
+
+/** One mobile operator's enriching gateways (TRUST.md, "Two trust lists"). */
+export interface GatewayOptions {
+  /** Operator name, used in logs. */
+  name: string
+  /** Egress CIDRs of the operator's enriching gateways. Host bits must be clear. */
+  cidrs: string[]
+  /** Header(s) in which this gateway sends the subscriber MSISDN. Default `['x-up-calling-line-id']`. */
+  msisdnHeaders?: string[]
+  /** Home country code, 1–3 digits (`"86"`). */
+  countryCode: string
+  /** How the gateway writes the number: `international` (country code first, no `+`; the usual
+   * header-enrichment form, default) or `national`. */
+  msisdnNumbering?: 'international' | 'national'
+  /** Accept a leading `00` as the international prefix. Default false. */
+  allowDoubleZero?: boolean
+}
+
+export interface TrustOptions {
+  /** The dCDN's own load balancers in front of the surrogate (CIDRs). Default: none. */
+  trustedProxies?: string[]
+  /** Operator gateways. Default: none. */
+  gateways?: GatewayOptions[]
+  /** Most `X-Forwarded-For` entries considered; a longer header gives no fact. Default 16. */
+  maxForwardedEntries?: number
+  /** Longest `X-Forwarded-For` header considered, in characters. Default 1024. */
+  maxForwardedLength?: number
+}
+
+interface CompiledGateway {
+  name: string
+  headers: string[]
+  underscoreHeaders: string[]
+  format: MsisdnFormat
+}
+
+/** Trust lists compiled once at register time. */
+export interface TrustConfig {
+  proxiesV4: RangeTable
+  proxiesV6: RangeTable
+  /** Gateway tables: set id = gateway index (CIDRs of two gateways never overlap). */
+  gatewaysV4: RangeTable
+  gatewaysV6: RangeTable
+  gateways: CompiledGateway[]
+  hasProxies: boolean
+  maxForwardedEntries: number
+  maxForwardedLength: number
+}
+
+/** Facts about one request. Reused between requests: the hook fills it synchronously. */
+export interface ClientFacts {
+  peerFamily: Family
+  peer: Uint32Array
+  sourceFamily: Family
+  source: Uint32Array
+  handsetFamily: Family
+  handset: Uint32Array
+  /** Index of the operator gateway the request came through, or -1. */
+  gateway: number
+  msisdn: Msisdn | null
+  /** PROTOCOL_HTTP, PROTOCOL_HTTPS, or 0 when unknown. */
+  protocol: number
+  /** ISO 3166-1 alpha-2 of the source address, when a database says so. */
+  country: string | null
+  /** AS number of the source address, or -1. */
+  asn: number
+  now: number
+}
+
+export function createClientFacts(): ClientFacts {
+  return {
+    peerFamily: 0,
+    peer: new Uint32Array(4),
+    sourceFamily: 0,
+    source: new Uint32Array(4),
+    handsetFamily: 0,
+    handset: new Uint32Array(4),
+    gateway: -1,
+    msisdn: null,
+    protocol: 0,
+    country: null,
+    asn: -1,
+    now: 0,
+  }
+}
+
+const DEFAULT_MSISDN_HEADERS = ['x-up-calling-line-id']
+/** RFC 9110 token characters, lower case, for header names. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+function parseTrustedPrefix(text: unknown, option: string): IpPrefix {
+  if (typeof text !== 'string') throw new InvalidOptionError(`${option} must be a CIDR string`)
+  const parsed = parsePrefix(text)
+  if (!parsed.ok) throw new InvalidOptionError(`${option}: "${text}": ${parsed.message}`)
+  if (parsed.hostBitsSet) {
+    // Metadata gets a warning for this; a trust list gets refused, because a typo here widens trust.
+    throw new InvalidOptionError(`${option}: "${text}" has host bits set; write ${formatPrefix(parsed.prefix)} if that is meant`)
+  }
+  return parsed.prefix
+}
+
+function overlaps(a: IpPrefix, b: IpPrefix): boolean {
+  if (a.family !== b.family) return false
+  const length = Math.min(a.length, b.length)
+  for (let w = 0; w * 32 < length; w++) {
+    const bits = Math.min(32, length - w * 32)
+    const mask = bits === 32 ? 0xffffffff : ~(0xffffffff >>> bits)
+    if ((((a.words[w] as number) ^ (b.words[w] as number)) & mask) !== 0) return false
+  }
+  return true
+}
+
+function positiveInteger(value: unknown, option: string, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 1_000_000) {
+    throw new InvalidOptionError(`${option} must be a positive integer`)
+  }
+  return value
+}
+
+/** Normalizes and compiles the trust options; throws an error naming the bad option. */
+export function compileTrust(options: TrustOptions = {}): TrustConfig {
+  const proxyList = options.trustedProxies ?? []
+  if (!Array.isArray(proxyList)) throw new InvalidOptionError('trustedProxies must be an array of CIDR strings')
+  const gatewayList = options.gateways ?? []
+  if (!Array.isArray(gatewayList)) throw new InvalidOptionError('gateways must be an array')
+
+  const proxies = proxyList.map((text, i) => parseTrustedPrefix(text, `trustedProxies[${i}]`))
+  const proxiesV4 = new RangeTableBuilder(1)
+  const proxiesV6 = new RangeTableBuilder(4)
+  for (const p of proxies) (p.family === 4 ? proxiesV4 : proxiesV6).addPrefix(p.words, p.length, 0)
+
+  const gatewaysV4 = new RangeTableBuilder(1)
+  const gatewaysV6 = new RangeTableBuilder(4)
+  const seen: { prefix: IpPrefix; option: string }[] = proxies.map((prefix, i) => ({ prefix, option: `trustedProxies[${i}]` }))
+  const gateways = gatewayList.map((gw, g): CompiledGateway => {
+    const at = `gateways[${g}]`
+    if (typeof gw !== 'object' || gw === null) throw new InvalidOptionError(`${at} must be an object`)
+    if (typeof gw.name !== 'string' || gw.name.length === 0) throw new InvalidOptionError(`${at}.name must be a non-empty string`)
+    if (!Array.isArray(gw.cidrs) || gw.cidrs.length === 0) throw new InvalidOptionError(`${at}.cidrs must be a non-empty array of CIDR strings`)
+    if (typeof gw.countryCode !== 'string' || !isDigitString(gw.countryCode, 3)) {
+      throw new InvalidOptionError(`${at}.countryCode must be 1–3 digits, such as "86"`)
+    }
+    gw.cidrs.forEach((text, i) => {
+      const option = `${at}.cidrs[${i}]`
+      const prefix = parseTrustedPrefix(text, option)
+      const clash = seen.find((s) => overlaps(s.prefix, prefix))
+      if (clash) throw new InvalidOptionError(`${option}: "${text}" overlaps ${clash.option}; an address must have one role`)
+      seen.push({ prefix, option })
+      ;(prefix.family === 4 ? gatewaysV4 : gatewaysV6).addPrefix(prefix.words, prefix.length, g)
+    })
+    const headers = gw.msisdnHeaders ?? DEFAULT_MSISDN_HEADERS
+    if (!Array.isArray(headers) || headers.length === 0) throw new InvalidOptionError(`${at}.msisdnHeaders must be a non-empty array of header names`)
+    const names = headers.map((name, i) => {
+      if (typeof name !== 'string' || !HEADER_NAME.test(name.toLowerCase())) {
+        throw new InvalidOptionError(`${at}.msisdnHeaders[${i}] must be an HTTP header name`)
+      }
+      return name.toLowerCase()
+    })
+    const numbering = gw.msisdnNumbering ?? 'international'
+    if (numbering !== 'international' && numbering !== 'national') {
+      throw new InvalidOptionError(`${at}.msisdnNumbering must be "international" or "national"`)
+    }
+    return {
+      name: gw.name,
+      headers: names,
+      underscoreHeaders: names.filter((n) => n.includes('-')).map((n) => n.replace(/-/g, '_')),
+      format: { countryCode: gw.countryCode, numbering, allowDoubleZero: gw.allowDoubleZero === true },
+    }
+  })
+  return {
+    proxiesV4: proxiesV4.compile(),
+    proxiesV6: proxiesV6.compile(),
+    gatewaysV4: gatewaysV4.compile(),
+    gatewaysV6: gatewaysV6.compile(),
+    gateways,
+    hasProxies: proxies.length > 0,
+    maxForwardedEntries: positiveInteger(options.maxForwardedEntries, 'maxForwardedEntries', 16),
+    maxForwardedLength: positiveInteger(options.maxForwardedLength, 'maxForwardedLength', 1024),
+  }
+}
+
+function isProxy(trust: TrustConfig, family: Family, address: Uint32Array): boolean {
+  if (!trust.hasProxies) return false
+  return family === 4 ? lookup1(trust.proxiesV4, address[0] as number) !== 0 : lookup4(trust.proxiesV6, address) !== 0
+}
+
+/** Gateway index for an address, or -1. */
+function gatewayOf(trust: TrustConfig, family: Family, address: Uint32Array): number {
+  if (trust.gateways.length === 0) return -1
+  const table = family === 4 ? trust.gatewaysV4 : trust.gatewaysV6
+  const label = family === 4 ? lookup1(table, address[0] as number) : lookup4(table, address)
+  return label === 0 ? -1 : ((table.labelSets[label] as readonly number[])[0] as number)
+}
+
+/** Trims HTTP optional whitespace (space and tab only: other Unicode spaces are not OWS). */
+function trimOws(text: string, start: number, end: number): string {
+  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
+  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
+  return text.slice(start, end)
+}
+
+/** Reads the `X-Forwarded-For` entry ending at `end` into `out`; returns its family and start. */
+function readEntryBefore(header: string, end: number, out: Uint32Array, at: { start: number }): Family {
+  const comma = header.lastIndexOf(',', end - 1)
+  at.start = comma
+  return parseAddress(trimOws(header, comma + 1, end), out)
+}
+
+const cursor = { start: 0 }
+
+/**
+ * Fills `facts` for one request (TRUST.md, "The walk"). `remoteAddress` is the TCP peer and
+ * `encrypted` whether TLS ended on this socket.
+ */
+export function extractClientFacts(
+  trust: TrustConfig,
+  remoteAddress: string | undefined,
+  encrypted: boolean,
+  headers: IncomingHttpHeaders,
+  now: number,
+  facts: ClientFacts,
+): void {
+  facts.sourceFamily = 0
+  facts.handsetFamily = 0
+  facts.gateway = -1
+  facts.msisdn = null
+  facts.country = null
+  facts.asn = -1
+  facts.now = now
+  facts.protocol = encrypted ? PROTOCOL_HTTPS : PROTOCOL_HTTP
+  const peerFamily = typeof remoteAddress === 'string' ? parseAddress(remoteAddress, facts.peer) : 0
+  facts.peerFamily = peerFamily
+  if (peerFamily === 0) return
+
+  const peerIsProxy = isProxy(trust, peerFamily, facts.peer)
+  const peerGateway = peerIsProxy ? -1 : gatewayOf(trust, peerFamily, facts.peer)
+  if (!peerIsProxy && peerGateway < 0) {
+    // The common case: a direct client. X-Forwarded-For is the client's own writing: ignored.
+    facts.sourceFamily = peerFamily
+    facts.source.set(facts.peer)
+    return
+  }
+
+  if (peerIsProxy) facts.protocol = forwardedProto(headers['x-forwarded-proto'])
+  const xff = forwardedFor(trust, headers['x-forwarded-for'])
+  let end = xff === null ? 0 : xff.length
+  let sourceFamily: Family
+  if (peerIsProxy) {
+    // Right to left, skipping our own proxies; the first other entry is the source.
+    sourceFamily = 0
+    while (xff !== null && end > 0) {
+      const family = readEntryBefore(xff, end, facts.source, cursor)
+      end = cursor.start
+      if (family === 0) return
+      if (!isProxy(trust, family, facts.source)) {
+        sourceFamily = family
+        break
+      }
+    }
+    if (sourceFamily === 0) return
+  } else {
+    sourceFamily = peerFamily
+    facts.source.set(facts.peer)
+  }
+  facts.sourceFamily = sourceFamily
+  const gateway = peerIsProxy ? gatewayOf(trust, sourceFamily, facts.source) : peerGateway
+  if (gateway < 0) return
+
+  // The source is an operator gateway: the entry it appended is just left of it. Anything further
+  // left was written by the client and decides nothing.
+  facts.gateway = gateway
+  if (xff !== null && end > 0) facts.handsetFamily = readEntryBefore(xff, end, facts.handset, cursor)
+  facts.msisdn = readMsisdn(trust.gateways[gateway] as CompiledGateway, headers)
+}
+
+/** The X-Forwarded-For header when it is one string within the caps, else null. */
+function forwardedFor(trust: TrustConfig, value: string | string[] | undefined): string | null {
+  if (typeof value !== 'string' || value.length === 0 || value.length > trust.maxForwardedLength) return null
+  let entries = 1
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) === 44) entries++
+  return entries > trust.maxForwardedEntries ? null : value
+}
+
+function forwardedProto(value: string | string[] | undefined): number {
+  if (value === 'http' || value === 'HTTP') return PROTOCOL_HTTP
+  if (value === 'https' || value === 'HTTPS') return PROTOCOL_HTTPS
+  return 0
+}
+
+function readMsisdn(gateway: CompiledGateway, headers: IncomingHttpHeaders): Msisdn | null {
+  for (const name of gateway.underscoreHeaders) if (headers[name] !== undefined) return null
+  let raw: string | null = null
+  for (const name of gateway.headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    if (typeof value !== 'string' || raw !== null) return null
+    raw = value
+  }
+  return raw === null ? null : normalizeMsisdn(raw, gateway.format)
+}
+
+/** Name of the gateway a request came through, for logs. */
+export function gatewayName(trust: TrustConfig, index: number): string | null {
+  return index < 0 ? null : (trust.gateways[index] as CompiledGateway).name
+}

@@ -1,0 +1,6 @@
+export { default, cdniAuthz, type CdniAuthz, type CdniAuthzOptions, type UpdateResult } from './plugin.js'
+export { validateMetadata, parseMetadataText, loadPolicyModel, type ValidationReport, type LoadContext } from './metadata.js'
+export { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
+export { compileTrust, createClientFacts, extractClientFacts, type ClientFacts, type GatewayOptions, type TrustOptions } from './client-facts.js'
+export { InvalidMetadataError, InvalidOptionError } from './errors.js'
+export type { Problem, PolicyModel } from './model.js'

@@ -1,0 +1,374 @@
+/**
+ * Metadata → schema validation → internal policy model (STYLE.md habit 3, first two stages).
+ *
+ * ajv checks the structure against the JSON Schemas in `schemas/` (compiled once, at module
+ * load); this module then makes the checks a schema cannot express (SPEC.md section 2: strict
+ * prefixes, contiguous masks, ISO 3166-1 codes, digit-only MSISDN prefixes, startTime < endTime,
+ * exactly one kind per entry) and reports them in the same `{ pointer, message }` shape. Every
+ * problem comes back, not only the first, up to a cap that keeps a hostile document's error list
+ * bounded.
+ */
+import { readFileSync } from 'node:fs'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { formatPrefix, parsePrefix } from './address.js'
+import { normalizeCountryCode } from './country-codes.js'
+import { isDigitString } from './msisdn.js'
+import {
+  PrefixList,
+  pointerToken,
+  type ClauseModel,
+  type PolicyModel,
+  type Problem,
+  type Protocol,
+  type RegionModel,
+  type RuleModel,
+  type TimeWindow,
+} from './model.js'
+
+/** At most this many errors (and as many warnings) are reported for one document. */
+export const MAX_PROBLEMS = 100
+
+/** What the loader must know of the deployment to warn about criteria that can never match. */
+export interface LoadContext {
+  /** At least one operator gateway is configured (subnet2 and msdnPrefix need one). */
+  gatewaysConfigured: boolean
+  /** A country database is available. */
+  countryDatabase: boolean
+  /** An AS-number database is available. */
+  asnDatabase: boolean
+}
+
+export const DEFAULT_LOAD_CONTEXT: LoadContext = {
+  gatewaysConfigured: false,
+  countryDatabase: false,
+  asnDatabase: false,
+}
+
+export type LoadResult =
+  | { ok: true; model: PolicyModel; errors: []; warnings: Problem[] }
+  | { ok: false; model: null; errors: Problem[]; warnings: Problem[] }
+
+function loadSchema(name: string): object {
+  return JSON.parse(readFileSync(new URL(`../schemas/${name}`, import.meta.url), 'utf8')) as object
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true })
+ajv.addSchema(loadSchema('criteria.schema.json'))
+const validateCriteriaDocument = ajv.compile(loadSchema('delivery-criteria.schema.json'))
+const validateProfilesDocument = ajv.compile(loadSchema('delivery-profiles.schema.json'))
+
+/** Collects problems up to the cap, counting the ones it drops. */
+class ProblemList {
+  readonly items: Problem[] = []
+  private dropped = 0
+
+  add(pointer: string, message: string): void {
+    if (this.items.length < MAX_PROBLEMS) this.items.push({ pointer, message })
+    else this.dropped++
+  }
+
+  get size(): number {
+    return this.items.length + this.dropped
+  }
+
+  done(): Problem[] {
+    if (this.dropped > 0) {
+      this.items.push({ pointer: '', message: `${this.dropped} more not shown` })
+    }
+    return this.items
+  }
+}
+
+function describeAjvError(error: ErrorObject): Problem {
+  const at = error.instancePath
+  const params = error.params as Record<string, unknown>
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return {
+        pointer: `${at}/${pointerToken(String(params.additionalProperty))}`,
+        message: 'unknown property (vendor extensions must start with "x-")',
+      }
+    case 'required':
+      return { pointer: `${at}/${pointerToken(String(params.missingProperty))}`, message: 'is required' }
+    case 'minItems':
+      if (/\/deliveryCriteria$|^\/deliveryProfiles$/.test(at)) {
+        return {
+          pointer: at,
+          message: 'must not be empty; to allow everyone, say so: [{ "protocol": ["http", "https"] }]',
+        }
+      }
+      return { pointer: at, message: 'must not be an empty list' }
+    case 'enum':
+      return { pointer: at, message: 'must be "http", "https" or a list of them' }
+    case 'type':
+      return { pointer: at, message: `must be ${String(params.type).replace(',', ' or ')}` }
+    default:
+      return { pointer: at, message: error.message ?? error.keyword }
+  }
+}
+
+function asList<T>(value: T | T[]): { items: T[]; pointers: string[] } | { items: T[]; pointers: null } {
+  return Array.isArray(value) ? { items: value, pointers: value.map((_, i) => `/${i}`) } : { items: [value], pointers: null }
+}
+
+function forEachValue<T>(value: T | T[], pointer: string, visit: (item: T, at: string) => void): void {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) visit(value[i] as T, `${pointer}/${i}`)
+  } else {
+    visit(value, pointer)
+  }
+}
+
+/** RFC 3339 date-time; Date.parse alone accepts too many shapes. */
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/
+
+/** Parses an RFC 3339 timestamp to milliseconds, or NaN (also for impossible dates). */
+export function parseTimestamp(text: string): number {
+  const m = RFC3339.exec(text)
+  if (!m) return Number.NaN
+  const ms = Date.parse(text.toUpperCase())
+  if (Number.isNaN(ms)) return ms
+  // Date.parse rolls 2026-02-30 over to March; a round trip of the date fields catches it.
+  const offset = m[8] as string
+  const offsetMinutes = /z/i.test(offset) ? 0 : (offset[0] === '-' ? -1 : 1) * (Number(offset.slice(1, 3)) * 60 + Number(offset.slice(4)))
+  const local = new Date(ms + offsetMinutes * 60000)
+  if (local.getUTCDate() !== Number(m[3]) || local.getUTCMonth() + 1 !== Number(m[2])) return Number.NaN
+  return ms
+}
+
+interface Translation {
+  errors: ProblemList
+  warnings: ProblemList
+  context: LoadContext
+  warnedMobile: boolean
+  warnedCountry: boolean
+  warnedAsn: boolean
+}
+
+function warnVendorExtensions(t: Translation, object: object, pointer: string): void {
+  for (const key of Object.keys(object)) {
+    if (key.startsWith('x-')) t.warnings.add(`${pointer}/${pointerToken(key)}`, 'vendor extension ignored')
+  }
+}
+
+function translatePrefixes(t: Translation, value: string | string[], pointer: string): PrefixList {
+  const list = new PrefixList()
+  forEachValue(value, pointer, (text, at) => {
+    const parsed = parsePrefix(text)
+    if (!parsed.ok) {
+      t.errors.add(at, `"${text}": ${parsed.message}`)
+      return
+    }
+    if (parsed.hostBitsSet) {
+      t.warnings.add(at, `"${text}" has host bits set; matched as ${formatPrefix(parsed.prefix)}`)
+    }
+    list.add(parsed.prefix)
+  })
+  return list
+}
+
+const REGION_FIELDS = ['country', 'bgpAs', 'subnet', 'subnet2', 'msdnPrefix'] as const
+
+function translateRegion(t: Translation, region: Record<string, unknown>, pointer: string): RegionModel {
+  warnVendorExtensions(t, region, pointer)
+  const model: RegionModel = { pointer, subnet: null, subnet2: null, msisdn: null, country: null, asn: null }
+  if (!REGION_FIELDS.some((field) => field in region)) {
+    t.errors.add(pointer, `region must name at least one of ${REGION_FIELDS.join(', ')}`)
+    return model
+  }
+  if (region.subnet !== undefined) {
+    model.subnet = translatePrefixes(t, region.subnet as string | string[], `${pointer}/subnet`)
+  }
+  if (region.subnet2 !== undefined) {
+    model.subnet2 = translatePrefixes(t, region.subnet2 as string | string[], `${pointer}/subnet2`)
+    if (!t.context.gatewaysConfigured && !t.warnedMobile) {
+      t.warnedMobile = true
+      t.warnings.add(`${pointer}/subnet2`, 'subnet2 needs a trusted operator gateway and none is configured: regions using it never match')
+    }
+  }
+  if (region.msdnPrefix !== undefined) {
+    const msisdn = { national: [] as string[], international: [] as string[] }
+    forEachValue(region.msdnPrefix as string | string[], `${pointer}/msdnPrefix`, (text, at) => {
+      const international = text.startsWith('+')
+      const digits = international ? text.slice(1) : text
+      if (!isDigitString(digits)) {
+        t.errors.add(at, `"${text}" must be 1–15 ASCII digits, optionally after a leading "+"`)
+      } else {
+        ;(international ? msisdn.international : msisdn.national).push(digits)
+      }
+    })
+    model.msisdn = msisdn
+    if (!t.context.gatewaysConfigured && !t.warnedMobile) {
+      t.warnedMobile = true
+      t.warnings.add(`${pointer}/msdnPrefix`, 'msdnPrefix needs a trusted operator gateway and none is configured: regions using it never match')
+    }
+  }
+  if (region.country !== undefined) {
+    const countries: string[] = []
+    forEachValue(region.country as string | string[], `${pointer}/country`, (text, at) => {
+      const code = normalizeCountryCode(text)
+      if (code === null) t.errors.add(at, `"${text}" is not an ISO 3166-1 alpha-2 country code`)
+      else countries.push(code)
+    })
+    model.country = countries
+    if (!t.context.countryDatabase && !t.warnedCountry) {
+      t.warnedCountry = true
+      t.warnings.add(`${pointer}/country`, 'country needs a country database and none is configured: regions using it never match')
+    }
+  }
+  if (region.bgpAs !== undefined) {
+    model.asn = asList(region.bgpAs as number | number[]).items
+    if (!t.context.asnDatabase && !t.warnedAsn) {
+      t.warnedAsn = true
+      t.warnings.add(`${pointer}/bgpAs`, 'bgpAs needs an AS-number database and none is configured: regions using it never match')
+    }
+  }
+  return model
+}
+
+const ENTRY_KINDS = ['region', 'protocol', 'timeWindow'] as const
+
+/** Groups a deliveryCriteria list into one clause per kind present (SPEC.md section 2). */
+function translateCriteria(t: Translation, list: Record<string, unknown>[], pointer: string): ClauseModel[] {
+  let regions: Extract<ClauseModel, { kind: 'region' }> | null = null
+  let protocols: Extract<ClauseModel, { kind: 'protocol' }> | null = null
+  let windows: Extract<ClauseModel, { kind: 'timeWindow' }> | null = null
+  for (let i = 0; i < list.length; i++) {
+    const entry = list[i] as Record<string, unknown>
+    const at = `${pointer}/${i}`
+    warnVendorExtensions(t, entry, at)
+    const kinds = ENTRY_KINDS.filter((kind) => kind in entry)
+    if (kinds.length !== 1) {
+      t.errors.add(at, `must hold exactly one of region, protocol, timeWindow${kinds.length > 1 ? ` (found ${kinds.join(', ')})` : ''}`)
+      continue
+    }
+    if (entry.region !== undefined) {
+      regions ??= { kind: 'region', pointer: `${at}/region`, regions: [] }
+      regions.regions.push(translateRegion(t, entry.region as Record<string, unknown>, `${at}/region`))
+    } else if (entry.protocol !== undefined) {
+      protocols ??= { kind: 'protocol', pointer: `${at}/protocol`, protocols: [] }
+      for (const protocol of asList(entry.protocol as Protocol | Protocol[]).items) {
+        if (!protocols.protocols.includes(protocol)) protocols.protocols.push(protocol)
+      }
+    } else {
+      const window = entry.timeWindow as Record<string, string>
+      warnVendorExtensions(t, window, `${at}/timeWindow`)
+      const start = parseTimestamp(window.startTime as string)
+      const end = parseTimestamp(window.endTime as string)
+      if (Number.isNaN(start)) t.errors.add(`${at}/timeWindow/startTime`, 'must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z')
+      if (Number.isNaN(end)) t.errors.add(`${at}/timeWindow/endTime`, 'must be an RFC 3339 date-time such as 2027-01-01T00:00:00Z')
+      if (!Number.isNaN(start) && !Number.isNaN(end) && end <= start) {
+        t.errors.add(`${at}/timeWindow/endTime`, 'must be after startTime (the window is [startTime, endTime))')
+      }
+      windows ??= { kind: 'timeWindow', pointer: `${at}/timeWindow`, windows: [] }
+      windows.windows.push({ start, end } satisfies TimeWindow)
+    }
+  }
+  const clauses: ClauseModel[] = []
+  if (regions) clauses.push(regions)
+  if (protocols) clauses.push(protocols)
+  if (windows) clauses.push(windows)
+  return clauses
+}
+
+/** Which metadata format a document is, told apart by shape. */
+export type MetadataFormat = 'deliveryCriteria' | 'deliveryProfiles'
+
+export function detectFormat(doc: unknown): MetadataFormat | null {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return null
+  if ('deliveryProfiles' in doc) return 'deliveryProfiles'
+  if ('deliveryCriteria' in doc) return 'deliveryCriteria'
+  return null
+}
+
+/**
+ * Validates a parsed metadata document and translates it into the policy model.
+ * Never throws for any JSON value.
+ */
+export function loadPolicyModel(doc: unknown, context: LoadContext = DEFAULT_LOAD_CONTEXT): LoadResult {
+  const t: Translation = {
+    errors: new ProblemList(),
+    warnings: new ProblemList(),
+    context,
+    warnedMobile: false,
+    warnedCountry: false,
+    warnedAsn: false,
+  }
+  const format = detectFormat(doc)
+  if (format === null) {
+    return {
+      ok: false,
+      model: null,
+      errors: [{ pointer: '', message: 'must be an object with "deliveryCriteria" or "deliveryProfiles"' }],
+      warnings: [],
+    }
+  }
+  const validate: ValidateFunction = format === 'deliveryCriteria' ? validateCriteriaDocument : validateProfilesDocument
+  if (!validate(doc)) {
+    for (const error of validate.errors ?? []) {
+      const problem = describeAjvError(error)
+      t.errors.add(problem.pointer, problem.message)
+    }
+    return { ok: false, model: null, errors: t.errors.done(), warnings: [] }
+  }
+  const document = doc as Record<string, unknown>
+  warnVendorExtensions(t, document, '')
+  const rules: RuleModel[] = []
+  if (format === 'deliveryCriteria') {
+    rules.push({
+      pointer: '/deliveryCriteria',
+      allow: true,
+      clauses: translateCriteria(t, document.deliveryCriteria as Record<string, unknown>[], '/deliveryCriteria'),
+    })
+  } else {
+    const profiles = document.deliveryProfiles as Record<string, unknown>[]
+    profiles.forEach((profile, i) => {
+      const at = `/deliveryProfiles/${i}`
+      warnVendorExtensions(t, profile, at)
+      const deliveryRules = profile.deliveryRules as { allow: boolean }
+      warnVendorExtensions(t, deliveryRules, `${at}/deliveryRules`)
+      rules.push({
+        pointer: at,
+        allow: deliveryRules.allow,
+        clauses: translateCriteria(t, profile.deliveryCriteria as Record<string, unknown>[], `${at}/deliveryCriteria`),
+      })
+    })
+  }
+  if (t.errors.size > 0) return { ok: false, model: null, errors: t.errors.done(), warnings: t.warnings.done() }
+  return { ok: true, model: { rules }, errors: [], warnings: t.warnings.done() }
+}
+
+/** The result tools need: is the document acceptable, and what is wrong or suspicious in it. */
+export interface ValidationReport {
+  ok: boolean
+  errors: Problem[]
+  warnings: Problem[]
+}
+
+/** Validates a parsed metadata document without compiling it. */
+export function validateMetadata(doc: unknown, context: Partial<LoadContext> = {}): ValidationReport {
+  const result = loadPolicyModel(doc, { ...DEFAULT_LOAD_CONTEXT, ...context })
+  return { ok: result.ok, errors: result.errors, warnings: result.warnings }
+}
+
+/**
+ * Parses metadata JSON text. Syntax errors come back as a problem carrying line and column
+ * (1-based), which JSON.parse on Node 20 does not give.
+ */
+export function parseMetadataText(text: string): { ok: true; value: unknown } | { ok: false; error: Problem & { line: number; column: number } } {
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown }
+  } catch (err) {
+    const message = (err as Error).message
+    const match = /position (\d+)/.exec(message)
+    const position = match ? Number(match[1]) : text.length
+    const before = text.slice(0, position)
+    const line = before.split('\n').length
+    const column = position - before.lastIndexOf('\n')
+    const reason = message.replace(/ in JSON at position \d+.*$/s, '').replace(/^JSON\.parse: /, '')
+    return {
+      ok: false,
+      error: { pointer: '', line, column, message: `invalid JSON at line ${line}, column ${column}: ${reason}` },
+    }
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * MSISDN numbers and prefixes (SPEC.md section 6).
+ *
+ * Numbers stay digit strings end to end (never `Number()` of the text: leading zeros and the
+ * 15-digit E.164 bound matter). For the range table they are encoded as a base-11 key: digit d
+ * becomes d + 1 and missing trailing digits are 0, over 15 positions. So "135" and "1350" get
+ * different keys, a prefix of k digits is one contiguous key range, and a number shorter than a
+ * prefix never falls inside it. 11^15 < 2^53, so the arithmetic is exact in doubles; the key is
+ * then split into two 32-bit words for the table.
+ */
+
+/** E.164: at most 15 digits. */
+export const MAX_MSISDN_DIGITS = 15
+
+/** Largest word 0 of a key: floor((11^15 - 1) / 2^32). */
+export const MSISDN_MAX_WORD0 = Math.floor((11 ** 15 - 1) / 2 ** 32)
+
+/** Bucket shift for MSISDN tables: about 60,000 buckets, resolving the first five digits. */
+export const MSISDN_SHIFT = 4
+
+const TWO_32 = 2 ** 32
+
+/** Base-11 key of a digit string (1–15 ASCII digits, already validated). */
+export function msisdnKey(digits: string): number {
+  let key = 0
+  for (let i = 0; i < MAX_MSISDN_DIGITS; i++) {
+    key = key * 11 + (i < digits.length ? digits.charCodeAt(i) - 47 : 0)
+  }
+  return key
+}
+
+/** The closed key range [start, last] covered by a digit prefix. */
+export function msisdnPrefixRange(digits: string): { start: [number, number]; last: [number, number] } {
+  const start = msisdnKey(digits)
+  const last = start + 11 ** (MAX_MSISDN_DIGITS - digits.length) - 1
+  return { start: splitKey(start), last: splitKey(last) }
+}
+
+export function splitKey(key: number): [number, number] {
+  const hi = Math.floor(key / TWO_32)
+  return [hi, key - hi * TWO_32]
+}
+
+/** True when `text` is 1–15 ASCII digits. */
+export function isDigitString(text: string, maxDigits = MAX_MSISDN_DIGITS): boolean {
+  const n = text.length
+  if (n === 0 || n > maxDigits) return false
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 48 || c > 57) return false
+  }
+  return true
+}
+
+/** How an operator gateway writes the subscriber number. */
+export interface MsisdnFormat {
+  /** Home country code, 1–3 digits (e.g. "86"). */
+  countryCode: string
+  /** `international`: digits are country code + national number (E.164 without `+`), the usual
+   * header-enrichment form. `national`: digits are the national significant number only. */
+  numbering: 'international' | 'national'
+  /** Accept the `00` international call prefix as a `+`. */
+  allowDoubleZero: boolean
+}
+
+/** A normalized subscriber number: international digits, and the national significant number
+ * when the number belongs to the gateway's home country. */
+export interface Msisdn {
+  international: string
+  national: string | null
+}
+
+/** Longest raw header value considered: `+` or `00`, 15 digits, nothing else. */
+const MAX_RAW_LENGTH = MAX_MSISDN_DIGITS + 2
+
+/**
+ * Normalizes one MSISDN header value strictly (TRUST.md): ASCII digits with an optional leading
+ * `+` (and `00` only where configured), at most 15 digits. Returns null for anything else,
+ * including the `, `-joined value of a repeated header.
+ */
+export function normalizeMsisdn(raw: string, format: MsisdnFormat): Msisdn | null {
+  if (raw.length === 0 || raw.length > MAX_RAW_LENGTH) return null
+  let international: string
+  if (raw.charCodeAt(0) === 43) {
+    international = raw.slice(1)
+  } else if (format.allowDoubleZero && raw.startsWith('00')) {
+    international = raw.slice(2)
+  } else if (format.numbering === 'national') {
+    if (!isDigitString(raw)) return null
+    if (format.countryCode.length + raw.length > MAX_MSISDN_DIGITS) return null
+    return { international: format.countryCode + raw, national: raw }
+  } else {
+    international = raw
+  }
+  if (!isDigitString(international)) return null
+  const national = international.startsWith(format.countryCode) && international.length > format.countryCode.length
+    ? international.slice(format.countryCode.length)
+    : null
+  return { international, national }
+}
+
+/** Masks a number for logs: keeps the first five digits, the rest become `x`. */
+export function maskMsisdn(digits: string): string {
+  return digits.slice(0, 5) + 'x'.repeat(Math.max(0, digits.length - 5))
+}

@@ -1,0 +1,161 @@
+/**
+ * The Fastify plugin: compiles the policy at register time and on every `update`, and enforces it
+ * in a callback-style `onRequest` hook (no promise per request) that only reads prepared arrays.
+ */
+import type { TLSSocket } from 'node:tls'
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { compileTrust, createClientFacts, extractClientFacts, gatewayName, type TrustOptions } from './client-facts.js'
+import { compilePolicy, decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
+import { InvalidMetadataError } from './errors.js'
+import { loadPolicyModel, parseMetadataText, type LoadContext } from './metadata.js'
+import type { Problem } from './model.js'
+
+export interface CdniAuthzOptions extends TrustOptions {
+  /** The initial metadata document (parsed JSON, or JSON text). With none, every request is
+   * denied until `cdniAuthz.update()` loads one. */
+  metadata?: unknown
+}
+
+export interface UpdateResult {
+  /** Increments with every accepted document. */
+  version: number
+  warnings: Problem[]
+  summary: PolicySummary
+}
+
+/** What the plugin decorates the instance with, as `fastify.cdniAuthz`. */
+export interface CdniAuthz {
+  /** Validates, compiles and swaps in a new policy atomically. Throws an error with
+   * `statusCode` 400 and `errors` when the document is refused; the live policy stays. */
+  update(doc: unknown): UpdateResult
+  /** True once a policy is live. */
+  readonly loaded: boolean
+  /** Version of the live policy (0 before the first). */
+  readonly version: number
+  /** Counts of the live policy, or null. */
+  readonly summary: PolicySummary | null
+  /** Field-by-field explanation of the decision for a request, or null with no policy. */
+  explain(request: FastifyRequest): Explanation | null
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    cdniAuthz: CdniAuthz
+  }
+  interface FastifyContextConfig {
+    /** `false` exempts the route from CDNI authorization. */
+    cdniAuthz?: boolean
+  }
+}
+
+/** The deny body reveals nothing of the policy (SPEC.md section 5). */
+const DENY_BODY = '{"statusCode":403,"error":"Forbidden","message":"Access denied"}'
+
+function deny(reply: FastifyReply): void {
+  reply.code(403).header('content-type', 'application/json; charset=utf-8').send(DENY_BODY)
+}
+
+function isEncrypted(request: FastifyRequest): boolean {
+  return (request.socket as Partial<TLSSocket> | null)?.encrypted === true
+}
+
+const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstance, options, done) => {
+  const trust = compileTrust(options)
+  const context: LoadContext = {
+    gatewaysConfigured: trust.gateways.length > 0,
+    countryDatabase: false,
+    asnDatabase: false,
+  }
+  let policy: CompiledPolicy | null = null
+  let version = 0
+  let scratch = new Uint32Array(1)
+  const facts = createClientFacts()
+
+  const update = (doc: unknown): UpdateResult => {
+    let value = doc
+    if (typeof doc === 'string') {
+      const parsed = parseMetadataText(doc)
+      if (!parsed.ok) throw new InvalidMetadataError([parsed.error])
+      value = parsed.value
+    }
+    const loaded = loadPolicyModel(value, context)
+    if (!loaded.ok) throw new InvalidMetadataError(loaded.errors, loaded.warnings)
+    const compiled = compilePolicy(loaded.model)
+    // The swap: one assignment each, between two requests (the hook is synchronous).
+    scratch = new Uint32Array(compiled.words)
+    policy = compiled
+    version++
+    for (const warning of loaded.warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
+    return { version, warnings: loaded.warnings, summary: compiled.summary }
+  }
+
+  fastify.decorate('cdniAuthz', {
+    update,
+    get loaded() {
+      return policy !== null
+    },
+    get version() {
+      return version
+    },
+    get summary() {
+      return policy === null ? null : policy.summary
+    },
+    explain(request: FastifyRequest): Explanation | null {
+      if (policy === null) return null
+      const own = createClientFacts()
+      extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.headers, Date.now(), own)
+      return explain(policy, own)
+    },
+  } satisfies CdniAuthz)
+
+  if (options.metadata !== undefined) {
+    try {
+      update(options.metadata)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+  }
+
+  fastify.addHook('onRequest', (request, reply, next) => {
+    if (request.routeOptions.config.cdniAuthz === false) {
+      next()
+      return
+    }
+    const live = policy
+    if (live === null) {
+      request.log.warn({ cdniAuthz: { decision: 'deny', reason: 'no-policy' } }, 'cdni-authz: request denied')
+      deny(reply)
+      return
+    }
+    extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.headers, Date.now(), facts)
+    const rule = decide(live, facts, scratch)
+    if (isAllowed(live, rule)) {
+      next()
+      return
+    }
+    const { decidedBy, failed } = describeDenial(live, facts, scratch, rule)
+    request.log.info(
+      {
+        cdniAuthz: {
+          decision: 'deny',
+          reason: decidedBy === null ? 'no-rule-matched' : 'deny-rule',
+          rule: decidedBy,
+          failed,
+          via: gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct'),
+          handset: facts.handsetFamily !== 0,
+          msisdn: facts.msisdn !== null,
+          policyVersion: version,
+        },
+      },
+      'cdni-authz: request denied',
+    )
+    deny(reply)
+  })
+  done()
+}
+
+/** The CDNI delivery-criteria authorization plugin. */
+export const cdniAuthz = fp(plugin, { name: 'cdni-authz', fastify: '5.x' })
+export default cdniAuthz
