@@ -15,9 +15,10 @@ export class InvalidMetadataError extends InvalidMetadataBase {
   readonly errors: Problem[]
   readonly warnings: Problem[]
 
-  constructor(errors: Problem[], warnings: Problem[] = []) {
-    const first = errors[0]
-    super(first ? `${first.pointer || '(document)'} ${first.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}` : 'refused')
+  /** `errors` is never empty: a document is refused for a reason. */
+  constructor(errors: [Problem, ...Problem[]] | Problem[], warnings: Problem[] = []) {
+    const first = errors[0] as Problem
+    super(`${first.pointer || '(document)'} ${first.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`)
     this.errors = errors
     this.warnings = warnings
   }

@@ -32,10 +32,6 @@ export class PrefixList {
       this.v6Lengths.push(prefix.length)
     }
   }
-
-  get size(): number {
-    return this.v4Lengths.length + this.v6Lengths.length
-  }
 }
 
 /** MSISDN prefixes: `national` ones match the national significant number, `international`

@@ -75,7 +75,7 @@ const MAX_RAW_LENGTH = MAX_MSISDN_DIGITS + 2
 
 /**
  * Normalizes one MSISDN header value strictly (TRUST.md): ASCII digits with an optional leading
- * `+` (and `00` only where configured), at most 15 digits. Returns null for anything else,
+ * `+` (and `00` only where configured), at most 15 digits, no leading 0 in international form. Returns null for anything else,
  * including the `, `-joined value of a repeated header.
  */
 export function normalizeMsisdn(raw: string, format: MsisdnFormat): Msisdn | null {
@@ -92,7 +92,8 @@ export function normalizeMsisdn(raw: string, format: MsisdnFormat): Msisdn | nul
   } else {
     international = raw
   }
-  if (!isDigitString(international)) return null
+  // No E.164 country code starts with 0: such a number is a national or misconfigured form.
+  if (!isDigitString(international) || international.charCodeAt(0) === 48) return null
   const national = international.startsWith(format.countryCode) && international.length > format.countryCode.length
     ? international.slice(format.countryCode.length)
     : null

@@ -5,7 +5,7 @@
 import type { TLSSocket } from 'node:tls'
 import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { compileTrust, createClientFacts, extractClientFacts, gatewayName, type TrustOptions } from './client-facts.js'
+import { compileTrust, createClientFacts, extractClientFacts, gatewayName, type TrustConfig, type TrustOptions } from './client-facts.js'
 import { compilePolicy, decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import { InvalidMetadataError } from './errors.js'
 import { loadPolicyModel, parseMetadataText, type LoadContext } from './metadata.js'
@@ -61,7 +61,13 @@ function isEncrypted(request: FastifyRequest): boolean {
 }
 
 const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstance, options, done) => {
-  const trust = compileTrust(options)
+  let trust: TrustConfig
+  try {
+    trust = compileTrust(options)
+  } catch (err) {
+    done(err as Error)
+    return
+  }
   const context: LoadContext = {
     gatewaysConfigured: trust.gateways.length > 0,
     countryDatabase: false,

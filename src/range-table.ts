@@ -369,8 +369,3 @@ export function lookup4(table: RangeTable, key: Uint32Array): number {
   }
   return table.labels[lo] as number
 }
-
-/** An empty table of the given key width: every key gets label 0. */
-export function emptyRangeTable(keyWords: KeyWords): RangeTable {
-  return new RangeTableBuilder(keyWords, { shift: 31 }).compile()
-}

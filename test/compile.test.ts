@@ -1,0 +1,71 @@
+import t from 'tap'
+import { compilePolicy, decide, explain, isAllowed } from '../src/compile.js'
+import { createClientFacts, type ClientFacts } from '../src/client-facts.js'
+import { loadPolicyModel } from '../src/metadata.js'
+import { parseAddress } from '../src/address.js'
+
+function policyOf(doc: unknown) {
+  const loaded = loadPolicyModel(doc, { gatewaysConfigured: true, countryDatabase: true, asnDatabase: true })
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors))
+  return compilePolicy(loaded.model)
+}
+
+function facts(patch: Partial<ClientFacts> & { sourceText?: string; handsetText?: string }): ClientFacts {
+  const f = createClientFacts()
+  const { sourceText, handsetText, ...rest } = patch
+  Object.assign(f, { protocol: 1, now: Date.now() }, rest)
+  if (sourceText) f.sourceFamily = parseAddress(sourceText, f.source)
+  if (handsetText) f.handsetFamily = parseAddress(handsetText, f.handset)
+  return f
+}
+
+function allowed(policy: ReturnType<typeof policyOf>, f: ClientFacts): boolean {
+  return isAllowed(policy, decide(policy, f, new Uint32Array(policy.words)))
+}
+
+t.test('country and AS facts, once a database supplies them, match their regions', async (t) => {
+  const policy = policyOf({ deliveryCriteria: [{ region: { country: 'cn', bgpAs: 9808 } }, { region: { bgpAs: [64496, 64497] } }] })
+  t.equal(allowed(policy, facts({ country: 'CN', asn: 9808 })), true, 'both fields of the first region')
+  t.equal(allowed(policy, facts({ country: 'CN', asn: 4134 })), false, 'country alone is not enough for a two-field region')
+  t.equal(allowed(policy, facts({ country: null, asn: 64497 })), true, 'the AS-only region')
+  t.equal(allowed(policy, facts({ country: 'GB', asn: -1 })), false, 'no AS fact')
+})
+
+t.test('IPv6 prefixes merge across single-field regions; IPv6 handsets match subnet2', async (t) => {
+  const policy = policyOf({ deliveryCriteria: [{ region: { subnet: '2001:db8::/32' } }, { region: { subnet: ['2001:db9::/32', '10.0.0.0/8'] } }, { region: { subnet2: '2001:db8:5::/48', msdnPrefix: '135' } }] })
+  t.match(policy.summary, { regions: 2, ipv6Prefixes: 3, ipv4Prefixes: 1 })
+  t.equal(allowed(policy, facts({ sourceText: '2001:db9::1' })), true)
+  t.equal(allowed(policy, facts({ sourceText: '10.2.3.4' })), true)
+  t.equal(allowed(policy, facts({ sourceText: '203.0.113.1', handsetText: '2001:db8:5::9', msisdn: { international: '8613500000000', national: '13500000000' } })), true)
+  t.equal(allowed(policy, facts({ sourceText: '203.0.113.1', handsetText: '2001:db8:6::9', msisdn: { international: '8613500000000', national: '13500000000' } })), false)
+})
+
+t.test('explain() lists, per rule, only the regions of that rule', async (t) => {
+  const policy = policyOf({
+    deliveryProfiles: [
+      { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8', country: 'CN' } }], deliveryRules: { allow: false } },
+      { deliveryCriteria: [{ region: { subnet: '10.1.0.0/16', bgpAs: 1 } }, { protocol: 'http' }], deliveryRules: { allow: true } },
+    ],
+  })
+  const result = explain(policy, facts({ sourceText: '10.1.2.3', country: 'GB', asn: 1 }))
+  t.match(result, {
+    allowed: true,
+    decidedBy: '/deliveryProfiles/1',
+    failed: ['region'],
+    rules: [
+      { matched: false, clauses: [{ regions: [{ pointers: ['/deliveryProfiles/0/deliveryCriteria/0/region'], matched: false, fields: { subnet: true, country: false } }] }] },
+      { matched: true, clauses: [{ regions: [{ pointers: ['/deliveryProfiles/1/deliveryCriteria/0/region'], matched: true, fields: { subnet: true, asn: true } }] }, { kind: 'protocol', matched: true }] },
+    ],
+  })
+  t.equal(result.rules[0]?.clauses[0]?.regions?.length, 1)
+  t.equal(result.rules[1]?.clauses[0]?.regions?.length, 1)
+})
+
+t.test('compiling never changes the model it was given', async (t) => {
+  const loaded = loadPolicyModel({ deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }, { region: { subnet: '11.0.0.0/8' } }] })
+  if (!loaded.ok) throw new Error('unexpected')
+  const before = JSON.stringify(loaded.model)
+  compilePolicy(loaded.model)
+  compilePolicy(loaded.model)
+  t.equal(JSON.stringify(loaded.model), before)
+})

@@ -1,0 +1,175 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import { Writable } from 'node:stream'
+import cdniAuthz, { validateMetadata, type CdniAuthzOptions } from '../src/index.js'
+
+const gateways = [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }]
+
+async function build(options: CdniAuthzOptions, lines: Record<string, unknown>[] = []) {
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      lines.push(JSON.parse(String(chunk)) as Record<string, unknown>)
+      callback()
+    },
+  })
+  const app = Fastify({ logger: { level: 'info', stream } })
+  await app.register(cdniAuthz, options)
+  app.get('/content', async () => 'ok')
+  app.get('/health', { config: { cdniAuthz: false } }, async () => 'alive')
+  t.teardown(() => app.close())
+  return app
+}
+
+const get = (app: Awaited<ReturnType<typeof build>>, remoteAddress: string, headers: Record<string, string> = {}) =>
+  app.inject({ url: '/content', remoteAddress, headers }).then((r) => r.statusCode)
+
+t.test('with no metadata every request is denied until one is loaded', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build({}, lines)
+  t.equal(app.cdniAuthz.loaded, false)
+  t.equal(app.cdniAuthz.version, 0)
+  t.equal(app.cdniAuthz.summary, null)
+  t.equal(await get(app, '10.0.0.1'), 403)
+  t.match(lines.find((l) => l.cdniAuthz), { level: 40, cdniAuthz: { decision: 'deny', reason: 'no-policy' } })
+  const result = app.cdniAuthz.update({ deliveryCriteria: [{ protocol: ['http', 'https'] }] })
+  t.match(result, { version: 1, warnings: [], summary: { rules: 1, regions: 0 } })
+  t.equal(app.cdniAuthz.loaded, true)
+  t.equal(await get(app, '10.0.0.1'), 200, 'allow-everyone said explicitly')
+})
+
+t.test('a refused update throws a 400 error with every problem and keeps the live policy', async (t) => {
+  const app = await build({ metadata: { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }] } })
+  t.equal(await get(app, '10.1.1.1'), 200)
+  t.throws(() => app.cdniAuthz.update({ deliveryCriteria: [{ region: { subnet: 10 } }, { protocol: 'gopher' }] }), {
+    statusCode: 400,
+    code: 'FST_CDNI_INVALID_METADATA',
+    message: /\/deliveryCriteria\/0\/region\/subnet must be string or array \(and 1 more\)/,
+    errors: [{ pointer: '/deliveryCriteria/0/region/subnet' }, { pointer: '/deliveryCriteria/1/protocol' }],
+  })
+  t.throws(() => app.cdniAuthz.update({ deliveryCriteria: [{ region: { subnet: '10.0.0.0/33' } }] }), {
+    errors: [{ pointer: '/deliveryCriteria/0/region/subnet', message: /0–32/ }],
+  })
+  t.throws(() => app.cdniAuthz.update('{ "deliveryCriteria": [ }'), { statusCode: 400, errors: [{ pointer: '', message: /line 1, column 25: ValueExpected/ }] })
+  t.equal(app.cdniAuthz.version, 1, 'no refused document counted')
+  t.equal(await get(app, '10.1.1.1'), 200, 'the previous policy is still live')
+  t.equal(await get(app, '11.1.1.1'), 403)
+  t.match(app.cdniAuthz.update('{ "deliveryCriteria": [ { "region": { "subnet": "11.0.0.0/8" } } ] }'), { version: 2 })
+  t.equal(await get(app, '10.1.1.1'), 403, 'an accepted replacement takes over')
+  t.equal(await get(app, '11.1.1.1'), 200)
+})
+
+t.test('an invalid initial document fails registration loudly', async (t) => {
+  const app = Fastify()
+  app.register(cdniAuthz, { metadata: { deliveryCriteria: [] } })
+  await t.rejects(async () => { await app.ready() }, { statusCode: 400, errors: [{ pointer: '/deliveryCriteria' }] })
+  const bad = Fastify()
+  bad.register(cdniAuthz, { trustedProxies: ['10.0.0.1/8'] })
+  await t.rejects(async () => { await bad.ready() }, { code: 'FST_CDNI_INVALID_OPTION', message: /trustedProxies\[0\]/ })
+})
+
+t.test('a route opts out with config.cdniAuthz = false', async (t) => {
+  const app = await build({})
+  t.equal((await app.inject({ url: '/health', remoteAddress: '10.0.0.1' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/nowhere', remoteAddress: '10.0.0.1' })).statusCode, 403, 'unknown routes are enforced too')
+})
+
+t.test('profiles: the first profile whose criteria all match decides; none matches: deny', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build({
+    metadata: {
+      deliveryProfiles: [
+        { deliveryCriteria: [{ region: { subnet: '10.9.0.0/16' } }], deliveryRules: { allow: false } },
+        { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }, { protocol: 'http' }], deliveryRules: { allow: true } },
+      ],
+    },
+  }, lines)
+  t.equal(await get(app, '10.1.0.1'), 200)
+  t.equal(await get(app, '10.9.0.1'), 403, 'the embargo profile comes first')
+  t.match(lines.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { reason: 'deny-rule', rule: '/deliveryProfiles/0', via: 'direct' } })
+  t.equal(await get(app, '192.0.2.1'), 403)
+  t.match(lines.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { reason: 'no-rule-matched', rule: null, failed: ['region'] } })
+})
+
+t.test('time windows are [startTime, endTime) against the server clock', async (t) => {
+  const now = Date.now()
+  const iso = (ms: number) => new Date(ms).toISOString()
+  const app = await build({ metadata: { deliveryCriteria: [{ timeWindow: { startTime: iso(now - 3600e3), endTime: iso(now + 3600e3) } }] } })
+  t.equal(await get(app, '10.0.0.1'), 200)
+  app.cdniAuthz.update({ deliveryCriteria: [{ timeWindow: { startTime: iso(now - 7200e3), endTime: iso(now - 3600e3) } }, { timeWindow: { startTime: iso(now + 3600e3), endTime: iso(now + 7200e3) } }] })
+  t.equal(await get(app, '10.0.0.1'), 403, 'outside both windows')
+})
+
+t.test('a region matches only when every field in it matches', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build({ gateways, metadata: { deliveryCriteria: [{ region: { subnet2: '10.5.31.0/24', msdnPrefix: '+86135038' } }] } }, lines)
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613503800000' }), 200)
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613603800000' }), 403, 'handset matches, MSISDN does not')
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.32.9', 'x-up-calling-line-id': '8613503800000' }), 403, 'MSISDN matches, handset does not')
+  t.equal(await get(app, '198.51.100.1', { 'x-forwarded-for': '10.5.31.9' }), 403, 'the handset moved to Wi-Fi: no gateway, no mobile facts')
+  t.match(lines.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { via: 'direct', handset: false, msisdn: false, failed: ['region'] } }, 'the deny line makes the Wi-Fi case recognisable')
+  t.notMatch(JSON.stringify(lines), /8613[56]038/, 'no MSISDN in the logs')
+  t.equal(await get(app, 'not-an-address'), 403)
+  t.match(lines.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { via: 'no-source' } })
+})
+
+t.test('IPv6 sources, and country/AS criteria that cannot match without a database', async (t) => {
+  const app = await build({ metadata: { deliveryCriteria: [{ region: { subnet: '2001:db8::/32' } }, { region: { country: 'CN' } }, { region: { bgpAs: 9808 } }] } })
+  t.equal(await get(app, '2001:db8::1'), 200)
+  t.equal(await get(app, '2001:db9::1'), 403)
+  t.equal(await get(app, '::ffff:10.0.0.1'), 403)
+  t.match(app.cdniAuthz.summary, { regions: 3, ipv6Prefixes: 1 })
+})
+
+t.test('single-field regions of every kind merge per clause and still match', async (t) => {
+  const app = await build({
+    gateways,
+    metadata: {
+      deliveryCriteria: [
+        { region: { msdnPrefix: '135' } }, { region: { msdnPrefix: ['+44'] } },
+        { region: { country: 'CN' } }, { region: { country: 'GB' } },
+        { region: { bgpAs: 1 } }, { region: { bgpAs: [2, 3] } },
+      ],
+    },
+  })
+  t.match(app.cdniAuthz.summary, { regions: 3, msisdnPrefixes: 2 })
+  t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '447700900123' }), 200, 'second merged MSISDN prefix')
+  t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '8613500000000' }), 200, 'first merged MSISDN prefix')
+  t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '8613600000000' }), 403)
+})
+
+t.test('more than 32 combined regions use wider bitsets', async (t) => {
+  const regions = Array.from({ length: 40 }, (_, i) => ({ region: { subnet2: `10.${i}.0.0/16`, msdnPrefix: `1350${String(i).padStart(2, '0')}` } }))
+  const app = await build({ gateways, metadata: { deliveryCriteria: [...regions, { region: { subnet: '192.0.2.0/24' } }, { region: { subnet: '198.51.100.0/24' } }] } })
+  t.match(app.cdniAuthz.summary, { regions: 41, ipv4Prefixes: 42, msisdnPrefixes: 40 }, 'the two single-subnet regions merged into one')
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.39.1.1', 'x-up-calling-line-id': '8613503912345' }), 200, 'region 39 (second bitset word)')
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.39.1.1', 'x-up-calling-line-id': '8613503812345' }), 403, "region 39's handset with region 38's number")
+  t.equal(await get(app, '198.51.100.7'), 200, 'a merged single-field region')
+})
+
+t.test('explain() tells field by field what matched', async (t) => {
+  const app = await build({ gateways, metadata: { deliveryCriteria: [{ region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } }, { protocol: 'https' }] } })
+  let explanation: unknown
+  app.get('/explain', { config: { cdniAuthz: false } }, async (request) => {
+    explanation = app.cdniAuthz.explain(request)
+    return 'x'
+  })
+  await app.inject({ url: '/explain', remoteAddress: '203.0.113.1', headers: { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613503800000' } })
+  t.match(explanation, {
+    allowed: false,
+    decidedBy: null,
+    failed: ['protocol'],
+    rules: [{ matched: false, clauses: [{ kind: 'region', matched: true, regions: [{ pointers: ['/deliveryCriteria/0/region'], matched: true, fields: { subnet2: true, msisdn: true } }] }, { kind: 'protocol', matched: false }] }],
+  })
+  await app.inject({ url: '/explain', remoteAddress: '203.0.113.1', headers: { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613503800000', 'x-forwarded-proto': 'https' } })
+  t.match(explanation, { allowed: false, failed: ['protocol'] }, 'X-Forwarded-Proto from a gateway is not believed')
+  app.cdniAuthz.update({ deliveryProfiles: [1, 2].map((n) => ({ deliveryCriteria: [{ protocol: 'http' }], deliveryRules: { allow: n === 2 } })) })
+  await app.inject({ url: '/explain', remoteAddress: '203.0.113.1' })
+  t.match(explanation, { allowed: false, decidedBy: '/deliveryProfiles/0', failed: [], rules: [{ matched: true }, { matched: true }] }, 'the first of two matching profiles decides')
+  const empty = await build({})
+  empty.get('/explain', { config: { cdniAuthz: false } }, async (request) => String(empty.cdniAuthz.explain(request)))
+  t.equal((await empty.inject({ url: '/explain', remoteAddress: '10.0.0.1' })).body, 'null', 'no policy, nothing to explain')
+})
+
+t.test('validateMetadata is exported for tools', async (t) => {
+  t.match(validateMetadata({ deliveryCriteria: [{ protocol: 'http' }] }), { ok: true, errors: [], warnings: [] })
+})

@@ -1,0 +1,161 @@
+import t from 'tap'
+import fc from 'fast-check'
+import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../src/range-table.js'
+import { maskWord } from '../src/address.js'
+import { msisdnKey, msisdnPrefixRange, MSISDN_MAX_WORD0, MSISDN_SHIFT, splitKey } from '../src/msisdn.js'
+
+const SEED = 20261122
+const RUNS = 200
+
+interface Prefix {
+  words: number[]
+  length: number
+  set: number
+}
+
+/** The golden matcher: every set whose prefix contains the address, by a linear scan. */
+function golden(prefixes: Prefix[], address: number[]): number[] {
+  const sets = new Set<number>()
+  for (const p of prefixes) {
+    if (p.words.every((w, i) => (((address[i] as number) & maskWord(p.length, i)) >>> 0) === w)) sets.add(p.set)
+  }
+  return [...sets].sort((a, b) => a - b)
+}
+
+function masked(address: number[], length: number): number[] {
+  return address.map((w, i) => ((w & maskWord(length, i)) >>> 0))
+}
+
+/** Prefixes drawn around a few seed addresses so that nesting and overlaps are common. */
+function prefixesArb(words: 1 | 4) {
+  const bits = words * 32
+  const address = fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: words, maxLength: words })
+  return fc.array(address, { minLength: 1, maxLength: 4 }).chain((seeds) =>
+    fc.array(
+      fc.record({
+        seed: fc.oneof(fc.constantFrom(...seeds), address),
+        length: fc.oneof(fc.integer({ min: 0, max: bits }), fc.constantFrom(0, bits, 8, 16, 24)),
+        set: fc.integer({ min: 0, max: 5 }),
+      }),
+      { minLength: 0, maxLength: 40 },
+    ).map((raw) => ({ seeds, prefixes: raw.map((r): Prefix => ({ words: masked(r.seed, r.length), length: r.length, set: r.set })) })),
+  )
+}
+
+/** Addresses at and around every prefix boundary, plus the seeds themselves. */
+function probes(prefixes: Prefix[], seeds: number[][], words: number): number[][] {
+  const out: number[][] = [...seeds, new Array(words).fill(0), new Array(words).fill(0xffffffff)]
+  for (const p of prefixes) {
+    const last = p.words.map((w, i) => ((w | ~maskWord(p.length, i)) >>> 0))
+    out.push(p.words, last, step(p.words, -1), step(last, 1))
+  }
+  return out
+}
+
+function step(key: number[], delta: 1 | -1): number[] {
+  const out = key.slice()
+  for (let i = out.length - 1; i >= 0; i--) {
+    const v = (out[i] as number) + delta
+    out[i] = v >>> 0
+    if (v >= 0 && v <= 0xffffffff) break
+  }
+  return out
+}
+
+t.test('IPv4 table answers exactly the sets a linear scan finds', async (t) => {
+  fc.assert(
+    fc.property(prefixesArb(1), ({ seeds, prefixes }) => {
+      const builder = new RangeTableBuilder(1)
+      for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
+      const table = builder.compile()
+      for (const probe of probes(prefixes, seeds, 1)) {
+        const got = table.labelSets[lookup1(table, probe[0] as number)]
+        if (JSON.stringify(got) !== JSON.stringify(golden(prefixes, probe))) return false
+      }
+      return true
+    }),
+    { seed: SEED, numRuns: RUNS },
+  )
+  t.pass('no counterexample')
+})
+
+t.test('IPv6 table answers exactly the sets a linear scan finds', async (t) => {
+  fc.assert(
+    fc.property(prefixesArb(4), ({ seeds, prefixes }) => {
+      const builder = new RangeTableBuilder(4)
+      for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
+      const table = builder.compile()
+      for (const probe of probes(prefixes, seeds, 4)) {
+        const got = table.labelSets[lookup4(table, Uint32Array.from(probe))]
+        if (JSON.stringify(got) !== JSON.stringify(golden(prefixes, probe))) return false
+      }
+      return true
+    }),
+    { seed: SEED, numRuns: RUNS },
+  )
+  t.pass('no counterexample')
+})
+
+t.test('MSISDN digit table answers exactly the sets startsWith finds', async (t) => {
+  const digits = (min: number, max: number) => fc.stringMatching(new RegExp(`^[0-9]{${min},${max}}$`))
+  fc.assert(
+    fc.property(
+      digits(1, 6).chain((stem) =>
+        fc.record({
+          prefixes: fc.array(fc.record({ digits: fc.oneof(digits(1, 15), digits(0, 6).map((s) => (stem + s).slice(0, 15))), set: fc.integer({ min: 0, max: 4 }) }), { maxLength: 30 }),
+          numbers: fc.array(fc.oneof(digits(1, 15), digits(0, 12).map((s) => (stem + s).slice(0, 15))), { maxLength: 30 }),
+        }),
+      ),
+      ({ prefixes, numbers }) => {
+        const builder = new RangeTableBuilder(2, { shift: MSISDN_SHIFT, maxWord0: MSISDN_MAX_WORD0 })
+        for (const p of prefixes) {
+          const { start, last } = msisdnPrefixRange(p.digits)
+          builder.add(start, last, p.digits.length, p.set)
+        }
+        const table = builder.compile()
+        for (const number of [...numbers, ...prefixes.map((p) => p.digits)]) {
+          const [hi, lo] = splitKey(msisdnKey(number))
+          const got = table.labelSets[lookup2(table, hi, lo)]
+          const want = [...new Set(prefixes.filter((p) => number.startsWith(p.digits)).map((p) => p.set))].sort((a, b) => a - b)
+          if (JSON.stringify(got) !== JSON.stringify(want)) return false
+        }
+        return true
+      },
+    ),
+    { seed: SEED, numRuns: RUNS },
+  )
+  t.pass('no counterexample')
+})
+
+t.test('edge prefixes: /0 covers everything, /32 and /128 cover one address', async (t) => {
+  const v4 = new RangeTableBuilder(1)
+  v4.addPrefix([0], 0, 0)
+  v4.addPrefix([0xffffffff], 32, 1)
+  v4.addPrefix([0], 32, 2)
+  const table4 = v4.compile()
+  t.same(table4.labelSets[lookup1(table4, 0)], [0, 2])
+  t.same(table4.labelSets[lookup1(table4, 1)], [0])
+  t.same(table4.labelSets[lookup1(table4, 0xffffffff)], [0, 1])
+  const v6 = new RangeTableBuilder(4)
+  v6.addPrefix([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], 128, 3)
+  const table6 = v6.compile()
+  t.same(table6.labelSets[lookup4(table6, Uint32Array.of(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff))], [3])
+  t.same(table6.labelSets[lookup4(table6, Uint32Array.of(0xffffffff, 0xffffffff, 0xffffffff, 0xfffffffe))], [])
+  const crossed = new RangeTableBuilder(1)
+  crossed.addPrefix([0x0a000000], 8, 1)
+  crossed.addPrefix([0x0a010000], 16, 2)
+  crossed.addPrefix([0x14000000], 8, 2)
+  crossed.addPrefix([0x14010000], 16, 1)
+  const crossedTable = crossed.compile()
+  t.equal(lookup1(crossedTable, 0x0a010101), lookup1(crossedTable, 0x14010101), '{1,2} reached two ways is one label')
+  t.equal(table6.labels.length, 2, 'one boundary at the origin and one for the /128, nothing after the end of the space')
+})
+
+t.test('a builder grows past its initial capacity and keeps every prefix', async (t) => {
+  const builder = new RangeTableBuilder(1)
+  for (let i = 0; i < 1000; i++) builder.addPrefix([(i << 8) >>> 0], 24, i % 7)
+  t.equal(builder.size, 1000)
+  const table = builder.compile()
+  for (let i = 0; i < 1000; i += 97) t.same(table.labelSets[lookup1(table, ((i << 8) | 200) >>> 0)], [i % 7])
+  t.same(table.labelSets[lookup1(table, 1000 << 8)], [])
+})
