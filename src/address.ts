@@ -19,12 +19,13 @@ export type Family = 0 | 4 | 6
 export const MAX_ADDRESS_LENGTH = 45
 
 /**
- * Parses dotted-quad IPv4: exactly four decimal parts 0–255, no leading zeros, ASCII digits only.
- * Returns the address as an unsigned 32-bit number, or -1.
+ * Parses dotted-quad IPv4 into `out[0]`: exactly four decimal parts 0–255, no leading zeros,
+ * ASCII digits only. Writes through `out` rather than returning the number because addresses at
+ * or above 128.0.0.0 are not small integers, and returning one would allocate per request.
  */
-export function parseIPv4(text: string): number {
+function parseIPv4Into(text: string, out: Uint32Array): boolean {
   const n = text.length
-  if (n < 7 || n > 15) return -1
+  if (n < 7 || n > 15) return false
   let value = 0
   let part = 0
   let digits = 0
@@ -32,7 +33,7 @@ export function parseIPv4(text: string): number {
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i)
     if (c === 46) {
-      if (digits === 0 || dots === 3) return -1
+      if (digits === 0 || dots === 3) return false
       value = value * 256 + part
       part = 0
       digits = 0
@@ -40,25 +41,31 @@ export function parseIPv4(text: string): number {
       continue
     }
     const d = c - 48
-    if (d < 0 || d > 9) return -1
+    if (d < 0 || d > 9) return false
     // A second digit after a leading 0 is the octal look-alike form: refused.
-    if (digits !== 0 && part === 0) return -1
+    if (digits !== 0 && part === 0) return false
     part = part * 10 + d
     digits++
-    if (part > 255) return -1
+    if (part > 255) return false
   }
-  if (dots !== 3 || digits === 0) return -1
-  return value * 256 + part
+  if (dots !== 3 || digits === 0) return false
+  out[0] = value * 256 + part
+  return true
+}
+
+const ipv4Scratch = new Uint32Array(1)
+
+/** Parses dotted-quad IPv4 strictly; returns the unsigned 32-bit value, or -1. */
+export function parseIPv4(text: string): number {
+  return parseIPv4Into(text, ipv4Scratch) ? (ipv4Scratch[0] as number) : -1
 }
 
 const groups = new Uint16Array(8)
 
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48
-  if (c >= 97 && c <= 102) return c - 87
-  if (c >= 65 && c <= 70) return c - 55
-  return -1
-}
+/** ASCII code -> hex digit value, or -1. */
+const HEX = new Int8Array(128).fill(-1)
+for (let c = 0; c < 10; c++) HEX[48 + c] = c
+for (let c = 0; c < 6; c++) HEX[97 + c] = HEX[65 + c] = 10 + c
 
 /**
  * Parses standard IPv6 text (RFC 4291 section 2.2: hex groups, one `::`, optional dotted IPv4
@@ -79,7 +86,7 @@ function parseIPv6Into(text: string, out: Uint32Array): Family {
     const start = i
     let value = 0
     let h: number
-    while (i < n && (h = hexValue(text.charCodeAt(i))) >= 0) {
+    while (i < n && (h = HEX[text.charCodeAt(i) & 127] as number) >= 0 && text.charCodeAt(i) < 128) {
       value = value * 16 + h
       i++
     }
@@ -128,11 +135,7 @@ function parseIPv6Into(text: string, out: Uint32Array): Family {
  * Returns the family, or 0 when the text is not exactly an address.
  */
 export function parseAddress(text: string, out: Uint32Array): Family {
-  const v4 = parseIPv4(text)
-  if (v4 >= 0) {
-    out[0] = v4
-    return 4
-  }
+  if (parseIPv4Into(text, out)) return 4
   return parseIPv6Into(text, out)
 }
 
@@ -165,55 +168,78 @@ export function maskWord(length: number, w: number): number {
   return bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0
 }
 
+/** Flag in parsePrefixInto's result: the text had host bits set (they were masked). */
+export const HOST_BITS_SET = 0x10000
+const PREFIX_TOO_LONG = -1
+const PREFIX_NO_SLASH = -2
+const PREFIX_BAD_ADDRESS = -3
+const PREFIX_MAPPED = -4
+const PREFIX_BAD_MASK = -5
+const PREFIX_NOT_CONTIGUOUS = -6
+const PREFIX_BAD_LENGTH = -7
+
 /**
  * Parses a prefix in CIDR form (`10.1.0.0/18`, `2001:db8::/32`) or IPv4 address and dotted
- * mask (`10.1.0.0/255.255.192.0`, the seed draft's wording). Host bits are masked and reported
- * through `hostBitsSet` so the caller decides whether that is a warning or an error.
+ * mask (`10.1.0.0/255.255.192.0`, the seed draft's wording) into `out`, host bits masked.
+ * Returns `family << 8 | length`, with HOST_BITS_SET added when host bits were set, or a
+ * negative code. Allocation-free apart from the two substrings, for million-prefix documents;
+ * `parsePrefix` turns a code into a message.
  */
-export function parsePrefix(text: string): PrefixParse {
-  if (text.length > MAX_ADDRESS_LENGTH + 16) {
-    return { ok: false, message: 'is too long to be a prefix' }
-  }
+export function parsePrefixInto(text: string, out: Uint32Array): number {
+  if (text.length > MAX_ADDRESS_LENGTH + 16) return PREFIX_TOO_LONG
   const slash = text.indexOf('/')
-  if (slash < 0 || slash !== text.lastIndexOf('/')) {
-    return { ok: false, message: 'must be address/length (CIDR) or IPv4 address/dotted mask' }
-  }
+  if (slash < 0 || slash !== text.lastIndexOf('/')) return PREFIX_NO_SLASH
   const addressText = text.slice(0, slash)
   const maskText = text.slice(slash + 1)
-  const words = new Uint32Array(4)
-  const family = parseAddress(addressText, words)
-  if (family === 0) {
-    return { ok: false, message: `"${addressText}" is not a strict IPv4 or IPv6 address` }
-  }
-  if (family === 4 && addressText.includes(':')) {
-    return { ok: false, message: 'IPv4-mapped IPv6 prefixes are not accepted; write the IPv4 prefix' }
-  }
+  const family = parseAddress(addressText, out)
+  if (family === 0) return PREFIX_BAD_ADDRESS
+  if (family === 4 && addressText.includes(':')) return PREFIX_MAPPED
   let length: number
   if (maskText.includes('.')) {
     const mask = parseIPv4(maskText)
-    if (family !== 4 || mask < 0) {
-      return { ok: false, message: `"${maskText}" is not a dotted IPv4 mask` }
-    }
+    if (family !== 4 || mask < 0) return PREFIX_BAD_MASK
     const inverse = ~mask >>> 0
-    if ((inverse & (inverse + 1)) !== 0) {
-      return { ok: false, message: `mask ${maskText} is not contiguous` }
-    }
+    if ((inverse & (inverse + 1)) !== 0) return PREFIX_NOT_CONTIGUOUS
     length = 32 - Math.log2(inverse + 1)
   } else {
     length = parsePrefixLength(maskText, family === 4 ? 32 : 128)
-    if (length < 0) {
-      return { ok: false, message: `prefix length "${maskText}" must be 0–${family === 4 ? 32 : 128} without leading zeros` }
+    if (length < 0) return PREFIX_BAD_LENGTH
+  }
+  let hostBits = 0
+  for (let w = 0; w < (family === 4 ? 1 : 4); w++) {
+    const value = out[w] as number
+    const masked = (value & maskWord(length, w)) >>> 0
+    if (masked !== value) hostBits = HOST_BITS_SET
+    out[w] = masked
+  }
+  return (family << 8) | length | hostBits
+}
+
+/** parsePrefixInto with a message for each way a prefix can be wrong. */
+export function parsePrefix(text: string): PrefixParse {
+  const words = new Uint32Array(4)
+  const code = parsePrefixInto(text, words)
+  if (code >= 0) {
+    const family = (code >>> 8) & 0xff
+    return {
+      ok: true,
+      prefix: { family: family as 4 | 6, words: words.subarray(0, family === 4 ? 1 : 4), length: code & 0xff },
+      hostBitsSet: (code & HOST_BITS_SET) !== 0,
     }
   }
-  const wordCount = family === 4 ? 1 : 4
-  let hostBitsSet = false
-  const masked = new Uint32Array(wordCount)
-  for (let w = 0; w < wordCount; w++) {
-    const value = words[w] as number
-    masked[w] = (value & maskWord(length, w)) >>> 0
-    if (masked[w] !== value) hostBitsSet = true
+  const slash = text.indexOf('/')
+  const addressText = text.slice(0, slash)
+  const maskText = text.slice(slash + 1)
+  const messages: Record<number, string> = {
+    [PREFIX_TOO_LONG]: 'is too long to be a prefix',
+    [PREFIX_NO_SLASH]: 'must be address/length (CIDR) or IPv4 address/dotted mask',
+    [PREFIX_BAD_ADDRESS]: `"${addressText}" is not a strict IPv4 or IPv6 address`,
+    [PREFIX_MAPPED]: 'IPv4-mapped IPv6 prefixes are not accepted; write the IPv4 prefix',
+    [PREFIX_BAD_MASK]: `"${maskText}" is not a dotted IPv4 mask`,
+    [PREFIX_NOT_CONTIGUOUS]: `mask ${maskText} is not contiguous`,
+    [PREFIX_BAD_LENGTH]: `prefix length "${maskText}" must be 0–${addressText.includes(':') ? 128 : 32} without leading zeros`,
   }
-  return { ok: true, prefix: { family, words: masked, length }, hostBitsSet }
+  return { ok: false, message: messages[code] as string }
 }
 
 /** Canonical text of a prefix, for warnings and explanations. */

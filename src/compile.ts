@@ -14,7 +14,7 @@
  * million `{ "subnet": ... }` regions is one region with a million prefixes), so the bitset width
  * grows only with regions that combine fields, such as `subnet2` with `msdnPrefix`.
  */
-import { msisdnKey, msisdnPrefixRange, MSISDN_MAX_WORD0, MSISDN_SHIFT } from './msisdn.js'
+import { msisdnKey, msisdnPrefixRange, splitKey } from './msisdn.js'
 import type { ClauseKind, ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
 import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
 import type { ClientFacts } from './client-facts.js'
@@ -95,25 +95,32 @@ function fieldsOf(region: RegionModel): Field[] {
   return fields
 }
 
-/** Merges single-field regions of one clause per field (see the header comment). */
+/**
+ * Merges single-field regions of one clause per field (see the header comment). The model is
+ * never changed: a region is copied only when a second one is merged into it.
+ */
 function mergeSingleFieldRegions(regions: RegionModel[]): { region: RegionModel; pointers: string[] }[] {
-  const merged: { region: RegionModel; pointers: string[] }[] = []
-  const byField = new Map<Field, { region: RegionModel; pointers: string[] }>()
+  const merged: { region: RegionModel; pointers: string[]; copied: boolean }[] = []
+  const byField = new Map<Field, { region: RegionModel; pointers: string[]; copied: boolean }>()
   for (const region of regions) {
     const fields = fieldsOf(region)
     const only = fields.length === 1 ? (fields[0] as Field) : null
     if (only === null) {
-      merged.push({ region, pointers: [region.pointer] })
+      merged.push({ region, pointers: [region.pointer], copied: false })
       continue
     }
-    let target = byField.get(only)
+    const target = byField.get(only)
     if (target === undefined) {
-      target = { region: { ...region, pointer: region.pointer }, pointers: [] }
-      byField.set(only, target)
-      merged.push(target)
-    } else {
-      appendField(target.region, region, only)
+      const entry = { region, pointers: [region.pointer], copied: false }
+      byField.set(only, entry)
+      merged.push(entry)
+      continue
     }
+    if (!target.copied) {
+      target.region = cloneRegion(target.region)
+      target.copied = true
+    }
+    appendField(target.region, region, only)
     target.pointers.push(region.pointer)
   }
   return merged
@@ -122,17 +129,9 @@ function mergeSingleFieldRegions(regions: RegionModel[]): { region: RegionModel;
 function appendField(target: RegionModel, source: RegionModel, field: Field): void {
   switch (field) {
     case 'subnet':
-    case 'subnet2': {
-      const from = source[field] as PrefixList
-      const into = target[field] as PrefixList
-      for (let i = 0; i < from.v4Lengths.length; i++) {
-        into.v4Networks.push(from.v4Networks[i] as number)
-        into.v4Lengths.push(from.v4Lengths[i] as number)
-      }
-      for (let i = 0; i < from.v6Words.length; i++) into.v6Words.push(from.v6Words[i] as number)
-      for (let i = 0; i < from.v6Lengths.length; i++) into.v6Lengths.push(from.v6Lengths[i] as number)
+    case 'subnet2':
+      ;(target[field] as PrefixList).addAll(source[field] as PrefixList)
       break
-    }
     case 'msisdn': {
       const from = source.msisdn as MsisdnPrefixes
       const into = target.msisdn as MsisdnPrefixes
@@ -151,21 +150,10 @@ function appendField(target: RegionModel, source: RegionModel, field: Field): vo
 
 /** Copies a region so merging never mutates the model the caller handed in. */
 function cloneRegion(region: RegionModel): RegionModel {
-  const clonePrefixes = (list: PrefixList | null): PrefixList | null => {
-    if (list === null) return null
-    const copy = Object.create(Object.getPrototypeOf(list) as object) as PrefixList
-    Object.assign(copy, {
-      v4Networks: list.v4Networks.slice(),
-      v4Lengths: list.v4Lengths.slice(),
-      v6Words: list.v6Words.slice(),
-      v6Lengths: list.v6Lengths.slice(),
-    })
-    return copy
-  }
   return {
     pointer: region.pointer,
-    subnet: clonePrefixes(region.subnet),
-    subnet2: clonePrefixes(region.subnet2),
+    subnet: region.subnet && region.subnet.copy(),
+    subnet2: region.subnet2 && region.subnet2.copy(),
     msisdn: region.msisdn && { national: region.msisdn.national.slice(), international: region.msisdn.international.slice() },
     country: region.country && region.country.slice(),
     asn: region.asn && region.asn.slice(),
@@ -195,7 +183,7 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
     rule.clauses.map((clause) => {
       if (clause.kind !== 'region') return []
       const ids: number[] = []
-      for (const { region, pointers } of mergeSingleFieldRegions(clause.regions.map(cloneRegion))) {
+      for (const { region, pointers } of mergeSingleFieldRegions(clause.regions)) {
         ids.push(regions.length)
         regions.push({ pointers, fields: fieldsOf(region) })
         regionModels.push(region)
@@ -218,9 +206,8 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
 
   const v4 = [new RangeTableBuilder(1), new RangeTableBuilder(1)]
   const v6 = [new RangeTableBuilder(4), new RangeTableBuilder(4)]
-  const msisdnOptions = { shift: MSISDN_SHIFT, maxWord0: MSISDN_MAX_WORD0 }
-  const national = new RangeTableBuilder(2, msisdnOptions)
-  const international = new RangeTableBuilder(2, msisdnOptions)
+  const national = new RangeTableBuilder(2)
+  const international = new RangeTableBuilder(2)
   const country = new Map<string, Uint32Array>()
   const asn = new Map<number, Uint32Array>()
   const summary: PolicySummary = { rules: model.rules.length, regions: regions.length, ipv4Prefixes: 0, ipv6Prefixes: 0, msisdnPrefixes: 0, intervals: 0 }
@@ -230,14 +217,10 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
       if (list === null) return
       const b4 = v4[which] as RangeTableBuilder
       const b6 = v6[which] as RangeTableBuilder
-      for (let i = 0; i < list.v4Lengths.length; i++) {
-        b4.addPrefix([list.v4Networks[i] as number], list.v4Lengths[i] as number, r)
-      }
-      for (let i = 0; i < list.v6Lengths.length; i++) {
-        b6.addPrefix(list.v6Words.slice(i * 4, i * 4 + 4), list.v6Lengths[i] as number, r)
-      }
-      summary.ipv4Prefixes += list.v4Lengths.length
-      summary.ipv6Prefixes += list.v6Lengths.length
+      for (let i = 0; i < list.v4Count; i++) b4.addPrefix(list.v4Networks, list.v4Lengths[i] as number, r, i)
+      for (let i = 0; i < list.v6Count; i++) b6.addPrefix(list.v6Words, list.v6Lengths[i] as number, r, i * 4)
+      summary.ipv4Prefixes += list.v4Count
+      summary.ipv6Prefixes += list.v6Count
     })
     if (region.msisdn) {
       for (const [digitsList, builder] of [[region.msisdn.national, national], [region.msisdn.international, international]] as const) {
@@ -290,7 +273,7 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
     msisdnNational: toFieldTable(national, words),
     msisdnInternational: toFieldTable(international, words),
   }
-  for (const t of Object.values(tables)) summary.intervals += t.table.labels.length
+  for (const t of Object.values(tables)) summary.intervals += t.table.count
   return { words, used, without, all, ...tables, country, asn, rules, regions, summary }
 }
 
@@ -354,9 +337,8 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
 }
 
 function msisdnLabel(table: RangeTable, digits: string): number {
-  const key = msisdnKey(digits)
-  const hi = Math.floor(key / 4294967296)
-  return lookup2(table, hi, key - hi * 4294967296)
+  const [hi, lo] = splitKey(msisdnKey(digits))
+  return lookup2(table, hi, lo)
 }
 
 function clauseMatches(clause: CompiledClause, facts: ClientFacts, regions: Uint32Array): boolean {

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { parse as parseTolerant, printParseErrorCode, type ParseError } from 'jsonc-parser'
-import { formatPrefix, parsePrefix } from './address.js'
+import { formatPrefix, HOST_BITS_SET, parsePrefix, parsePrefixInto } from './address.js'
 import { normalizeCountryCode } from './country-codes.js'
 import { isDigitString } from './msisdn.js'
 import {
@@ -152,18 +152,22 @@ function warnVendorExtensions(t: Translation, object: object, pointer: string): 
   }
 }
 
+const prefixWords = new Uint32Array(4)
+
 function translatePrefixes(t: Translation, value: string | string[], pointer: string): PrefixList {
   const list = new PrefixList()
   forEachValue(value, pointer, (text, at) => {
-    const parsed = parsePrefix(text)
-    if (!parsed.ok) {
-      t.errors.add(at, `"${text}": ${parsed.message}`)
-      return
-    }
-    if (parsed.hostBitsSet) {
+    const code = parsePrefixInto(text, prefixWords)
+    if (code < 0 || (code & HOST_BITS_SET) !== 0) {
+      // The rare paths: build the message from the allocating parser.
+      const parsed = parsePrefix(text)
+      if (!parsed.ok) {
+        t.errors.add(at, `"${text}": ${parsed.message}`)
+        return
+      }
       t.warnings.add(at, `"${text}" has host bits set; matched as ${formatPrefix(parsed.prefix)}`)
     }
-    list.add(parsed.prefix)
+    list.addWords(((code >>> 8) & 0xff) as 4 | 6, prefixWords, code & 0xff)
   })
   return list
 }

@@ -7,7 +7,6 @@
  * one kind (regions, protocols or time windows). A region matches when every field it names
  * matches (SPEC.md section 2).
  */
-import type { IpPrefix } from './address.js'
 
 /** A problem found in a metadata document, located by JSON pointer (RFC 6901). */
 export interface Problem {
@@ -15,23 +14,55 @@ export interface Problem {
   message: string
 }
 
-/** Prefixes of one region field, kept in flat arrays: a policy may hold millions of them. */
+/**
+ * Prefixes of one region field, kept in flat typed arrays that double as they fill: a policy may
+ * hold millions of them, and a million small objects (or boxed numbers) is what makes a large
+ * push slow, in the garbage collector.
+ */
 export class PrefixList {
-  readonly v4Networks: number[] = []
-  readonly v4Lengths: number[] = []
+  v4Networks = new Uint32Array(16)
+  v4Lengths = new Uint8Array(16)
+  v4Count = 0
   /** Four words per IPv6 prefix. */
-  readonly v6Words: number[] = []
-  readonly v6Lengths: number[] = []
+  v6Words = new Uint32Array(64)
+  v6Lengths = new Uint8Array(16)
+  v6Count = 0
 
-  add(prefix: IpPrefix): void {
-    if (prefix.family === 4) {
-      this.v4Networks.push(prefix.words[0] as number)
-      this.v4Lengths.push(prefix.length)
+  addWords(family: 4 | 6, words: ArrayLike<number>, length: number): void {
+    if (family === 4) {
+      if (this.v4Count === this.v4Lengths.length) {
+        this.v4Networks = grow(this.v4Networks)
+        this.v4Lengths = grow(this.v4Lengths)
+      }
+      this.v4Networks[this.v4Count] = words[0] as number
+      this.v4Lengths[this.v4Count++] = length
     } else {
-      for (let w = 0; w < 4; w++) this.v6Words.push(prefix.words[w] as number)
-      this.v6Lengths.push(prefix.length)
+      if (this.v6Count === this.v6Lengths.length) {
+        this.v6Words = grow(this.v6Words)
+        this.v6Lengths = grow(this.v6Lengths)
+      }
+      for (let w = 0; w < 4; w++) this.v6Words[this.v6Count * 4 + w] = words[w] as number
+      this.v6Lengths[this.v6Count++] = length
     }
   }
+
+  /** Appends every prefix of `other`. */
+  addAll(other: PrefixList): void {
+    for (let i = 0; i < other.v4Count; i++) this.addWords(4, other.v4Networks.subarray(i, i + 1), other.v4Lengths[i] as number)
+    for (let i = 0; i < other.v6Count; i++) this.addWords(6, other.v6Words.subarray(i * 4, i * 4 + 4), other.v6Lengths[i] as number)
+  }
+
+  copy(): PrefixList {
+    const copy = new PrefixList()
+    copy.addAll(this)
+    return copy
+  }
+}
+
+function grow<T extends Uint8Array | Uint32Array>(array: T): T {
+  const bigger = new (array.constructor as new (n: number) => T)(array.length * 2)
+  bigger.set(array)
+  return bigger
 }
 
 /** MSISDN prefixes: `national` ones match the national significant number, `international`

@@ -12,13 +12,7 @@
 /** E.164: at most 15 digits. */
 export const MAX_MSISDN_DIGITS = 15
 
-/** Largest word 0 of a key: floor((11^15 - 1) / 2^32). */
-export const MSISDN_MAX_WORD0 = Math.floor((11 ** 15 - 1) / 2 ** 32)
-
-/** Bucket shift for MSISDN tables: about 60,000 buckets, resolving the first five digits. */
-export const MSISDN_SHIFT = 4
-
-const TWO_32 = 2 ** 32
+const TWO_20 = 2 ** 20
 
 /** Base-11 key of a digit string (1–15 ASCII digits, already validated). */
 export function msisdnKey(digits: string): number {
@@ -37,8 +31,8 @@ export function msisdnPrefixRange(digits: string): { start: [number, number]; la
 }
 
 export function splitKey(key: number): [number, number] {
-  const hi = Math.floor(key / TWO_32)
-  return [hi, key - hi * TWO_32]
+  const hi = Math.floor(key / TWO_20)
+  return [hi, (key - hi * TWO_20) * 4096]
 }
 
 /** True when `text` is 1–15 ASCII digits. */

@@ -23,18 +23,28 @@
  *   intervals   0.0.0.0 | 10.0.0.0 | 10.1.0.0   | 10.2.0.0 | 11.0.0.0 ...
  *   labels        L0={}  |  L1={A}  |  L2={A,B} |  L1={A}  |  L0={}
  *
- * Memory layout (n intervals, K words per key, B buckets):
+ * Memory layout (n intervals, K words per key, S = K + 1 words per interval):
  *
- *   bucketIndex  Uint32Array(B + 1)   bucket b -> last interval starting at or before b << shift
- *   starts       Uint32Array(n * K)   interval i's first key, words i*K .. i*K+K-1
- *   labels       Uint32Array(n)       interval i's label id
- *   labelSets    number[][]           label id -> sorted set ids (label 0 is the empty set)
+ *   entries   Uint32Array(n * S)   interval i: start words i*S .. i*S+K-1, label at i*S+K
+ *                                  (the label shares the start's cache line: one miss, not two)
+ *   index     Uint32Array          root: 65,536 slots (top 16 bits); then 256 per child node;
+ *                                  slot c of a node is [low_c, child_c], and low_{c+1} follows,
+ *                                  so one cache line gives a slot's whole entry range
+ *   labelSets number[][]           label id -> sorted set ids (label 0 is the empty set)
  *
- *   key ──(word0 >>> shift)──► bucketIndex[b] .. bucketIndex[b+1] ──binary search──► labels[i]
+ * The index above the intervals is a multibit trie, stride 16 at the root then 8 per level.
+ * Slot c of a node covers the keys that continue with bits c; low_c is the last interval
+ * starting at or before the slot's first key, so the answer for any key in the slot lies in
+ * entries low_c .. low_{c+1}. A slot holding more than LEAF_INTERVALS intervals gets a child
+ * node (child_c = node number, 0 for a leaf slot) over the next 8 bits:
  *
- * The bucket index is a 2^16-entry first level (the top 16 bits of an IP address); below it the
- * interval array is searched, so a lookup costs a few cache lines whatever the table size. With
- * 1,000,000 IPv4 prefixes spread over the /16s, a bucket holds a few dozen intervals.
+ *   key ─► root[key >>> 16] ─┬─ leaf:  binary search entries low_c .. low_{c+1} ─► label
+ *                            └─ node j: slot (key >>> 8) & 255 of node j ─► ... ─► label
+ *
+ * So a lookup costs one or two index reads and a binary search over at most a few dozen
+ * intervals (a couple of cache lines), whatever the table size: 1,000,000 IPv4 prefixes rarely
+ * need a child node, while IPv6 prefixes, clustered under a few dozen /16s, get them where they
+ * cluster.
  */
 
 /** Number of 32-bit words in a key. */
@@ -43,34 +53,40 @@ export type KeyWords = 1 | 2 | 4
 /** A compiled, immutable table. Plain data: it can cross a worker boundary as it is. */
 export interface RangeTable {
   readonly keyWords: KeyWords
-  readonly shift: number
-  readonly bucketIndex: Uint32Array
-  readonly starts: Uint32Array
-  readonly labels: Uint32Array
+  /** Number of intervals. */
+  readonly count: number
+  readonly entries: Uint32Array
+  readonly index: Uint32Array
   /** label id -> sorted set ids; label 0 is always the empty set. */
   readonly labelSets: readonly (readonly number[])[]
 }
 
+const ROOT_SLOTS = 1 << 16
+const NODE_SLOTS = 256
+/** Words of the root node and of each child node in `index`: two per slot, one closing low. */
+const ROOT_WORDS = 2 * ROOT_SLOTS + 1
+const NODE_WORDS = 2 * NODE_SLOTS + 1
+/**
+ * A slot with more intervals than this gets a child node. Measured on 1,000,000 IPv4 and 200,000
+ * IPv6 prefixes (bench/lookup.js): with one-word keys, memory latency dominates and a deeper
+ * index only adds a miss, so IPv4 splits rarely; four-word compares cost more per step and IPv6
+ * prefixes cluster, so IPv6 splits early.
+ */
+const LEAF_INTERVALS: Record<KeyWords, number> = { 1: 64, 2: 8, 4: 8 }
+
 const INITIAL_CAPACITY = 64
 
-/**
- * Collects prefixes, then compiles them. `shift` chooses the bucket width: bucket = word0 >>> shift,
- * and `maxWord0` bounds word 0 of any key (0xffffffff for addresses).
- */
+/** Collects prefixes, then compiles them. */
 export class RangeTableBuilder {
   readonly keyWords: KeyWords
-  private readonly shift: number
-  private readonly maxWord0: number
   private count = 0
   private starts: Uint32Array
   private lasts: Uint32Array
   private depths: Uint8Array
   private sets: Uint32Array
 
-  constructor(keyWords: KeyWords, options: { shift?: number; maxWord0?: number } = {}) {
+  constructor(keyWords: KeyWords) {
     this.keyWords = keyWords
-    this.shift = options.shift ?? 16
-    this.maxWord0 = options.maxWord0 ?? 0xffffffff
     this.starts = new Uint32Array(INITIAL_CAPACITY * keyWords)
     this.lasts = new Uint32Array(INITIAL_CAPACITY * keyWords)
     this.depths = new Uint8Array(INITIAL_CAPACITY)
@@ -115,21 +131,24 @@ export class RangeTableBuilder {
     this.count++
   }
 
-  /** Adds an IP prefix of `length` bits whose network words are `network`. */
-  addPrefix(network: ArrayLike<number>, length: number, setId: number): void {
+  private readonly last = new Uint32Array(4)
+  private readonly network = new Uint32Array(4)
+
+  /** Adds an IP prefix of `length` bits whose network words are `words[offset ..]`. */
+  addPrefix(words: ArrayLike<number>, length: number, setId: number, offset = 0): void {
     const K = this.keyWords
-    const last = new Uint32Array(K)
     for (let w = 0; w < K; w++) {
       const bits = Math.min(32, Math.max(0, length - 32 * w))
       const hostMask = bits === 32 ? 0 : (0xffffffff >>> bits)
-      last[w] = ((network[w] as number) | hostMask) >>> 0
+      this.network[w] = words[offset + w] as number
+      this.last[w] = ((words[offset + w] as number) | hostMask) >>> 0
     }
-    this.add(network, last, length, setId)
+    this.add(this.network, this.last, length, setId)
   }
 
   compile(): RangeTable {
     const order = this.sortedOrder()
-    return flatten(this.keyWords, this.shift, this.maxWord0, this.starts, this.lasts, this.sets, order)
+    return flatten(this.keyWords, this.starts, this.lasts, this.sets, order)
   }
 
   /**
@@ -190,8 +209,6 @@ function compareKeys(a: Uint32Array, ai: number, b: Uint32Array, bi: number, K: 
  */
 function flatten(
   K: KeyWords,
-  shift: number,
-  maxWord0: number,
   entryStarts: Uint32Array,
   entryLasts: Uint32Array,
   entrySets: Uint32Array,
@@ -260,26 +277,73 @@ function flatten(
   }
   while (stackEntries.length > 0) pop()
 
-  const starts = outStarts.slice(0, count * K)
-  const intervalLabels = outLabels.slice(0, count)
-  const buckets = Math.floor(maxWord0 / 2 ** shift) + 1
-  const bucketIndex = new Uint32Array(buckets + 1)
-  // bucketIndex[b] = last interval whose start <= (b << shift, 0, 0, 0).
-  let i = 0
-  for (let b = 0; b <= buckets; b++) {
-    const bucketStart = b * 2 ** shift
-    while (i + 1 < count) {
-      const w0 = starts[(i + 1) * K] as number
-      let afterBucketStart = w0 > bucketStart
-      if (w0 === bucketStart) {
-        for (let w = 1; w < K; w++) if (starts[(i + 1) * K + w] !== 0) afterBucketStart = true
-      }
-      if (afterBucketStart) break
-      i++
-    }
-    bucketIndex[b] = i
+  const S = K + 1
+  const entries = new Uint32Array(count * S)
+  for (let i = 0; i < count; i++) {
+    for (let w = 0; w < K; w++) entries[i * S + w] = outStarts[i * K + w] as number
+    entries[i * S + K] = outLabels[i] as number
   }
-  return { keyWords: K, shift, bucketIndex, starts, labels: intervalLabels, labelSets: labels.sets }
+  return { keyWords: K, count, entries, ...buildIndex(K, entries, count), labelSets: labels.sets }
+}
+
+/**
+ * Builds the trie index over the sorted intervals (see the layout at the top of the file).
+ * Each node's slots are filled by one forward walk over its intervals; child nodes are filled
+ * after their parent, from a work list.
+ */
+function buildIndex(K: KeyWords, entries: Uint32Array, count: number): { index: Uint32Array } {
+  const S = K + 1
+  let index = new Uint32Array(ROOT_WORDS + 16 * NODE_WORDS)
+  let used = ROOT_WORDS
+  const slotStart = new Uint32Array(K)
+  // Work list of nodes to fill: base, slot bits, bit offset, lo, hi, and K prefix words.
+  const work: number[][] = [[0, 16, 0, 0, count - 1, ...new Array<number>(K).fill(0)]]
+  for (let item = work.pop(); item !== undefined; item = work.pop()) {
+    const [base, width, offset, lo, hi] = item as [number, number, number, number, number]
+    const slots = 1 << width
+    const w = offset >>> 5
+    const shift = 32 - (offset & 31) - width
+    let i = lo
+    for (let c = 0; c < slots; c++) {
+      for (let k = 0; k < K; k++) slotStart[k] = item[5 + k] as number
+      slotStart[w] = ((slotStart[w] as number) | (c << shift)) >>> 0
+      // Advance to the last interval starting at or before the slot's first key.
+      while (i < hi) {
+        const next = (i + 1) * S
+        let after = false
+        for (let k = 0; k < K; k++) {
+          const a = entries[next + k] as number
+          const b = slotStart[k] as number
+          if (a !== b) {
+            after = a > b
+            break
+          }
+        }
+        if (after) break
+        i++
+      }
+      index[base + 2 * c] = i
+    }
+    index[base + 2 * slots] = hi
+    if (offset + width >= K * 32) continue
+    for (let c = 0; c < slots; c++) {
+      const low = index[base + 2 * c] as number
+      const high = index[base + 2 * c + 2] as number
+      if (high - low <= LEAF_INTERVALS[K]) continue
+      if (used + NODE_WORDS > index.length) {
+        const bigger = new Uint32Array(index.length * 2)
+        bigger.set(index)
+        index = bigger
+      }
+      const childBase = used
+      used += NODE_WORDS
+      index[base + 2 * c + 1] = (childBase - ROOT_WORDS) / NODE_WORDS + 1
+      const prefix = item.slice(5)
+      prefix[w] = ((prefix[w] as number) | (c << shift)) >>> 0
+      work.push([childBase, 8, offset + width, low, high, ...prefix])
+    }
+  }
+  return { index: index.slice(0, used) }
 }
 
 /**
@@ -290,11 +354,19 @@ class LabelInterner {
   readonly sets: number[][] = [[]]
   private readonly byContent = new Map<string, number>([['', 0]])
   private readonly transitions = new Map<number, number>()
+  // A one-entry cache in front of the map: consecutive prefixes mostly repeat a transition.
+  private lastKey = -1
+  private lastLabel = 0
 
   extend(parent: number, setId: number): number {
     const key = parent * 0x100000000 + setId
+    if (key === this.lastKey) return this.lastLabel
     const known = this.transitions.get(key)
-    if (known !== undefined) return known
+    this.lastKey = key
+    if (known !== undefined) {
+      this.lastLabel = known
+      return known
+    }
     const parentSet = this.sets[parent] as number[]
     let label: number
     if (parentSet.includes(setId)) {
@@ -312,52 +384,78 @@ class LabelInterner {
       }
     }
     this.transitions.set(key, label)
+    this.lastLabel = label
     return label
   }
 }
 
+/** The entry range [lo, hi] that `descend` found. */
+const range = { lo: 0, hi: 0 }
+
+/**
+ * Walks the trie index for a key given by its words and leaves the entry range in `range`.
+ * `w0` is the first word; `key` (for K > 1) holds all of them.
+ */
+function descend(table: RangeTable, w0: number, key: Uint32Array | null): void {
+  const index = table.index
+  let at = 2 * (w0 >>> 16)
+  let node = index[at + 1] as number
+  let offset = 16
+  while (node !== 0) {
+    const word = offset < 32 ? w0 : ((key as Uint32Array)[offset >>> 5] as number)
+    at = ROOT_WORDS + (node - 1) * NODE_WORDS + 2 * ((word >>> (24 - (offset & 31))) & 255)
+    node = index[at + 1] as number
+    offset += 8
+  }
+  range.lo = index[at] as number
+  range.hi = index[at + 2] as number
+}
+
 /** Label of a 1-word key (IPv4). The hot path: no allocation, no generic loop. */
 export function lookup1(table: RangeTable, key: number): number {
-  const starts = table.starts
-  const b = key >>> table.shift
-  let lo = table.bucketIndex[b] as number
-  let hi = table.bucketIndex[b + 1] as number
+  descend(table, key, null)
+  const entries = table.entries
+  let lo = range.lo
+  let hi = range.hi
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1
-    if ((starts[mid] as number) <= key) lo = mid
+    if ((entries[mid * 2] as number) <= key) lo = mid
     else hi = mid - 1
   }
-  return table.labels[lo] as number
+  return entries[lo * 2 + 1] as number
 }
+
+const key2 = new Uint32Array(2)
 
 /** Label of a 2-word key (MSISDN). */
 export function lookup2(table: RangeTable, hiWord: number, loWord: number): number {
-  const starts = table.starts
-  const b = hiWord >>> table.shift
-  let lo = table.bucketIndex[b] as number
-  let hi = table.bucketIndex[b + 1] as number
+  key2[0] = hiWord
+  key2[1] = loWord
+  descend(table, hiWord, key2)
+  const entries = table.entries
+  let lo = range.lo
+  let hi = range.hi
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1
-    const s0 = starts[mid * 2] as number
-    if (s0 < hiWord || (s0 === hiWord && (starts[mid * 2 + 1] as number) <= loWord)) lo = mid
+    const s0 = entries[mid * 3] as number
+    if (s0 < hiWord || (s0 === hiWord && (entries[mid * 3 + 1] as number) <= loWord)) lo = mid
     else hi = mid - 1
   }
-  return table.labels[lo] as number
+  return entries[lo * 3 + 2] as number
 }
 
 /** Label of a 4-word key (IPv6) held in `key[0..3]`. */
 export function lookup4(table: RangeTable, key: Uint32Array): number {
-  const starts = table.starts
-  const k0 = key[0] as number
-  const b = k0 >>> table.shift
-  let lo = table.bucketIndex[b] as number
-  let hi = table.bucketIndex[b + 1] as number
+  descend(table, key[0] as number, key)
+  const entries = table.entries
+  let lo = range.lo
+  let hi = range.hi
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1
-    const base = mid * 4
+    const base = mid * 5
     let le = true
     for (let w = 0; w < 4; w++) {
-      const s = starts[base + w] as number
+      const s = entries[base + w] as number
       const k = key[w] as number
       if (s !== k) {
         le = s < k
@@ -367,5 +465,5 @@ export function lookup4(table: RangeTable, key: Uint32Array): number {
     if (le) lo = mid
     else hi = mid - 1
   }
-  return table.labels[lo] as number
+  return entries[lo * 5 + 4] as number
 }

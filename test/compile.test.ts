@@ -61,11 +61,18 @@ t.test('explain() lists, per rule, only the regions of that rule', async (t) => 
   t.equal(result.rules[1]?.clauses[0]?.regions?.length, 1)
 })
 
-t.test('compiling never changes the model it was given', async (t) => {
-  const loaded = loadPolicyModel({ deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }, { region: { subnet: '11.0.0.0/8' } }] })
+t.test('compiling never changes the model it was given, and merged lists grow past their first capacity', async (t) => {
+  const v4 = Array.from({ length: 40 }, (_, i) => `10.${i}.0.0/16`)
+  const v6 = Array.from({ length: 40 }, (_, i) => `2001:db8:${i.toString(16)}::/48`)
+  const loaded = loadPolicyModel({ deliveryCriteria: [{ region: { subnet: [...v4, ...v6] } }, { region: { subnet: ['11.0.0.0/8', '2001:db9::/32'] } }] })
   if (!loaded.ok) throw new Error('unexpected')
-  const before = JSON.stringify(loaded.model)
+  const snapshot = () =>
+    JSON.stringify(loaded.model, (_key, value: unknown) => (ArrayBuffer.isView(value) ? Array.from(value as Uint32Array) : value))
+  const before = snapshot()
+  const policy = compilePolicy(loaded.model)
   compilePolicy(loaded.model)
-  compilePolicy(loaded.model)
-  t.equal(JSON.stringify(loaded.model), before)
+  t.equal(snapshot(), before)
+  t.match(policy.summary, { regions: 1, ipv4Prefixes: 41, ipv6Prefixes: 41 })
+  t.equal(allowed(policy, facts({ sourceText: '2001:db8:27::1' })), true, 'the 40th IPv6 prefix of the first region')
+  t.equal(allowed(policy, facts({ sourceText: '2001:db9::1' })), true, 'the merged second region')
 })

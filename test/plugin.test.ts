@@ -128,10 +128,12 @@ t.test('single-field regions of every kind merge per clause and still match', as
         { region: { msdnPrefix: '135' } }, { region: { msdnPrefix: ['+44'] } },
         { region: { country: 'CN' } }, { region: { country: 'GB' } },
         { region: { bgpAs: 1 } }, { region: { bgpAs: [2, 3] } },
+        { region: { subnet2: '10.5.0.0/16' } }, { region: { subnet2: '10.6.0.0/16' } },
       ],
     },
   })
-  t.match(app.cdniAuthz.summary, { regions: 3, msisdnPrefixes: 2 })
+  t.match(app.cdniAuthz.summary, { regions: 4, msisdnPrefixes: 2, ipv4Prefixes: 2 })
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.6.0.1' }), 200, 'second merged handset subnet')
   t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '447700900123' }), 200, 'second merged MSISDN prefix')
   t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '8613500000000' }), 200, 'first merged MSISDN prefix')
   t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '8613600000000' }), 403)

@@ -2,7 +2,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../src/range-table.js'
 import { maskWord } from '../src/address.js'
-import { msisdnKey, msisdnPrefixRange, MSISDN_MAX_WORD0, MSISDN_SHIFT, splitKey } from '../src/msisdn.js'
+import { msisdnKey, msisdnPrefixRange, splitKey } from '../src/msisdn.js'
 
 const SEED = 20261122
 const RUNS = 200
@@ -107,7 +107,7 @@ t.test('MSISDN digit table answers exactly the sets startsWith finds', async (t)
         }),
       ),
       ({ prefixes, numbers }) => {
-        const builder = new RangeTableBuilder(2, { shift: MSISDN_SHIFT, maxWord0: MSISDN_MAX_WORD0 })
+        const builder = new RangeTableBuilder(2)
         for (const p of prefixes) {
           const { start, last } = msisdnPrefixRange(p.digits)
           builder.add(start, last, p.digits.length, p.set)
@@ -148,7 +148,7 @@ t.test('edge prefixes: /0 covers everything, /32 and /128 cover one address', as
   crossed.addPrefix([0x14010000], 16, 1)
   const crossedTable = crossed.compile()
   t.equal(lookup1(crossedTable, 0x0a010101), lookup1(crossedTable, 0x14010101), '{1,2} reached two ways is one label')
-  t.equal(table6.labels.length, 2, 'one boundary at the origin and one for the /128, nothing after the end of the space')
+  t.equal(table6.count, 2, 'one boundary at the origin and one for the /128, nothing after the end of the space')
 })
 
 t.test('a builder grows past its initial capacity and keeps every prefix', async (t) => {
@@ -158,4 +158,39 @@ t.test('a builder grows past its initial capacity and keeps every prefix', async
   const table = builder.compile()
   for (let i = 0; i < 1000; i += 97) t.same(table.labelSets[lookup1(table, ((i << 8) | 200) >>> 0)], [i % 7])
   t.same(table.labelSets[lookup1(table, 1000 << 8)], [])
+})
+
+t.test('dense clusters get child nodes down to the last byte, and still agree with a linear scan', async (t) => {
+  const prefixes: Prefix[] = []
+  // 30 /24s, each holding every other /32 of a different set: hundreds of intervals per root slot.
+  for (let net = 0; net < 30; net++) {
+    for (let host = 0; host < 256; host += 2) prefixes.push({ words: [(0x0a000000 | (net << 8) | host) >>> 0], length: 32, set: (host >> 1) % 3 })
+  }
+  prefixes.push({ words: [0x0a000000], length: 16, set: 4 })
+  const builder = new RangeTableBuilder(1)
+  for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
+  const table = builder.compile()
+  t.ok(table.index.length > 131073 + 16 * 513, 'more child nodes than the first allocation held')
+  for (let net = 0; net < 31; net++) {
+    for (let host = 0; host < 256; host += 1) {
+      const address = [(0x0a000000 | (net << 8) | host) >>> 0]
+      if (JSON.stringify(table.labelSets[lookup1(table, address[0] as number)]) !== JSON.stringify(golden(prefixes, address))) {
+        t.fail(`10.0.${net}.${host}`)
+        return
+      }
+    }
+  }
+  t.pass('every address of the cluster agrees')
+})
+
+t.test('IPv6 clusters deep in the low words are indexed past the first word', async (t) => {
+  const prefixes: Prefix[] = []
+  for (let host = 0; host < 64; host += 2) prefixes.push({ words: [0x20010db8, 0, 0, host], length: 128, set: host % 3 })
+  const builder = new RangeTableBuilder(4)
+  for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
+  const table = builder.compile()
+  for (let host = 0; host < 70; host++) {
+    const address = [0x20010db8, 0, 0, host]
+    t.same(table.labelSets[lookup4(table, Uint32Array.from(address))], golden(prefixes, address), `2001:db8::${host.toString(16)}`)
+  }
 })
