@@ -84,13 +84,13 @@ export function randomV6(random) {
   return hex([((top << 16) | Math.floor(random() * 65536)) >>> 0, Math.floor(random() * 4294967296) >>> 0, 1, 1])
 }
 
-/** `count` MSISDN prefixes of 5–9 digits under a few country codes, with `+` for international. */
+/** `count` MSISDN prefixes of 7–10 digits under country code 86 (international form). */
 export function msisdnPrefixes(count, seed = 3) {
   const random = rng(seed)
   const out = new Array(count)
   for (let i = 0; i < count; i++) {
-    const length = 5 + Math.floor(random() * 5)
-    let digits = '1'
+    const length = 7 + Math.floor(random() * 4)
+    let digits = '861'
     for (let d = 1; d < length; d++) digits += Math.floor(random() * 10)
     out[i] = digits
   }
