@@ -7,14 +7,28 @@ import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyReque
 import fp from 'fastify-plugin'
 import { compileTrust, createClientFacts, extractClientFacts, gatewayName, type TrustConfig, type TrustOptions } from './client-facts.js'
 import { compilePolicy, decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
-import { InvalidMetadataError } from './errors.js'
+import { InvalidMetadataError, InvalidOptionError } from './errors.js'
 import { loadPolicyModel, parseMetadataText, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
+import { maskMsisdn } from './msisdn.js'
+import { PolicyCompiler } from './policy-compiler.js'
+import type { PreparedPolicy, RefusedPolicy } from './prepare.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
   /** The initial metadata document (parsed JSON, or JSON text). With none, every request is
    * denied until `cdniAuthz.update()` loads one. */
   metadata?: unknown
+  /** MSISDNs are personal data: `off` (default) keeps them out of deny lines, `masked` logs the
+   * first five digits, `full` the whole number. */
+  logMsisdn?: 'off' | 'masked' | 'full'
+}
+
+/** Why requests were denied, counted for metrics. */
+export type DenyReason = 'no-policy' | 'no-rule-matched' | 'deny-rule'
+
+export interface DecisionCounts {
+  allowed: number
+  denied: Record<DenyReason, number>
 }
 
 export interface UpdateResult {
@@ -37,6 +51,13 @@ export interface CdniAuthz {
   readonly summary: PolicySummary | null
   /** Field-by-field explanation of the decision for a request, or null with no policy. */
   explain(request: FastifyRequest): Explanation | null
+  /** Parses, validates and compiles JSON text in a worker thread, without touching the live
+   * policy. Pair with `commit` to swap it in. */
+  prepare(text: string): Promise<PreparedPolicy | RefusedPolicy>
+  /** Swaps a prepared policy in, in one assignment. `version` continues a persisted count. */
+  commit(prepared: PreparedPolicy, version?: number): UpdateResult
+  /** Decisions since start, for metrics. */
+  readonly counts: DecisionCounts
 }
 
 declare module 'fastify' {
@@ -73,10 +94,26 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     countryDatabase: false,
     asnDatabase: false,
   }
+  const logMsisdn = options.logMsisdn ?? 'off'
+  if (logMsisdn !== 'off' && logMsisdn !== 'masked' && logMsisdn !== 'full') {
+    done(new InvalidOptionError('logMsisdn must be "off", "masked" or "full"'))
+    return
+  }
   let policy: CompiledPolicy | null = null
   let version = 0
   let scratch = new Uint32Array(1)
   const facts = createClientFacts()
+  const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0 } }
+  let compiler: PolicyCompiler | null = null
+
+  const swap = (compiled: CompiledPolicy, warnings: Problem[], nextVersion = version + 1): UpdateResult => {
+    // The swap: one assignment each, between two requests (the hook is synchronous).
+    scratch = new Uint32Array(compiled.words)
+    policy = compiled
+    version = nextVersion
+    for (const warning of warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
+    return { version, warnings, summary: compiled.summary }
+  }
 
   const update = (doc: unknown): UpdateResult => {
     let value = doc
@@ -87,13 +124,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     }
     const loaded = loadPolicyModel(value, context)
     if (!loaded.ok) throw new InvalidMetadataError(loaded.errors, loaded.warnings)
-    const compiled = compilePolicy(loaded.model)
-    // The swap: one assignment each, between two requests (the hook is synchronous).
-    scratch = new Uint32Array(compiled.words)
-    policy = compiled
-    version++
-    for (const warning of loaded.warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
-    return { version, warnings: loaded.warnings, summary: compiled.summary }
+    return swap(compilePolicy(loaded.model), loaded.warnings)
   }
 
   fastify.decorate('cdniAuthz', {
@@ -113,7 +144,18 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.headers, Date.now(), own)
       return explain(policy, own)
     },
+    prepare(text: string) {
+      compiler ??= new PolicyCompiler()
+      return compiler.prepare(text, context)
+    },
+    commit(prepared: PreparedPolicy, nextVersion?: number) {
+      return swap(prepared.compiled, prepared.warnings, nextVersion)
+    },
+    counts,
   } satisfies CdniAuthz)
+  fastify.addHook('onClose', async () => {
+    await compiler?.close()
+  })
 
   if (options.metadata !== undefined) {
     try {
@@ -131,6 +173,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     }
     const live = policy
     if (live === null) {
+      counts.denied['no-policy']++
       request.log.warn({ cdniAuthz: { decision: 'deny', reason: 'no-policy' } }, 'cdni-authz: request denied')
       deny(reply)
       return
@@ -138,20 +181,23 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.headers, Date.now(), facts)
     const rule = decide(live, facts, scratch)
     if (isAllowed(live, rule)) {
+      counts.allowed++
       next()
       return
     }
     const { decidedBy, failed } = describeDenial(live, facts, scratch, rule)
+    const reason: DenyReason = decidedBy === null ? 'no-rule-matched' : 'deny-rule'
+    counts.denied[reason]++
     request.log.info(
       {
         cdniAuthz: {
           decision: 'deny',
-          reason: decidedBy === null ? 'no-rule-matched' : 'deny-rule',
+          reason,
           rule: decidedBy,
           failed,
           via: gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct'),
           handset: facts.handsetFamily !== 0,
-          msisdn: facts.msisdn !== null,
+          msisdn: facts.msisdn === null ? false : logMsisdn === 'off' ? true : logMsisdn === 'full' ? facts.msisdn.international : maskMsisdn(facts.msisdn.international),
           policyVersion: version,
         },
       },

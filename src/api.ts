@@ -1,0 +1,186 @@
+/**
+ * The metadata push API the uCDN talks to, on its own listener: PUT / GET / HEAD
+ * /cdni/metadata behind a bearer token, plus /healthz, /readyz and /metrics (Prometheus).
+ *
+ * A push is serialized with every other push (so If-Match is checked against the document it
+ * would replace), prepared in a worker thread, written durably to the state directory, and only
+ * then swapped in and acknowledged. Any failure before the swap leaves the live policy as it was.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import type { CdniAuthz } from './plugin.js'
+import type { StateStore } from './state.js'
+
+/** The document currently enforced, as pushed. */
+export interface LiveDocument {
+  text: string
+  etag: string
+  compileSeconds: number
+}
+
+export interface ApiOptions {
+  authz: CdniAuthz
+  store: StateStore
+  token: string
+  bodyLimit: number
+  logger: FastifyBaseLogger
+  live: LiveDocument | null
+}
+
+export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
+
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
+
+/** Does an If-Match / If-None-Match list name `etag`? Strong comparison (RFC 9110 section 8.8.3.2). */
+function listMatches(header: string, etag: string | null): boolean {
+  if (header.trim() === '*') return etag !== null
+  return etag !== null && header.split(',').some((candidate) => candidate.trim() === etag)
+}
+
+function problem(reply: FastifyReply, statusCode: number, error: string, message: string, extra: object = {}): FastifyReply {
+  return reply.code(statusCode).send({ statusCode, error, message, ...extra })
+}
+
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const { authz, store } = options
+  let requests = 0
+  const api = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimit,
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => `api-${++requests}`,
+  })
+  let live = options.live
+  const expected = digest(`Bearer ${options.token}`)
+
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const pushes = new Counter({ name: 'cdni_authz_push_total', help: 'Metadata pushes by result', labelNames: ['result'], registers: [registry] })
+  new Counter({
+    name: 'cdni_authz_decisions_total',
+    help: 'Authorization decisions by outcome and reason',
+    labelNames: ['outcome', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc({ outcome: 'allow', reason: 'rule' }, authz.counts.allowed)
+      for (const [reason, count] of Object.entries(authz.counts.denied)) this.inc({ outcome: 'deny', reason }, count)
+    },
+  })
+  new Gauge({
+    name: 'cdni_authz_policy_version',
+    help: 'Version of the live policy (0: none)',
+    registers: [registry],
+    collect() {
+      this.set(authz.version)
+    },
+  })
+  new Gauge({
+    name: 'cdni_authz_policy_compile_seconds',
+    help: 'Time the live policy took to validate and compile',
+    registers: [registry],
+    collect() {
+      this.set(live?.compileSeconds ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'cdni_authz_policy_prefixes',
+    help: 'Prefixes in the live policy, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const summary = authz.summary
+      this.set({ kind: 'ipv4' }, summary?.ipv4Prefixes ?? 0)
+      this.set({ kind: 'ipv6' }, summary?.ipv6Prefixes ?? 0)
+      this.set({ kind: 'msisdn' }, summary?.msisdnPrefixes ?? 0)
+    },
+  })
+  const count = (result: PushResult): void => {
+    pushes.inc({ result })
+  }
+
+  // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
+  api.removeAllContentTypeParsers()
+  api.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => done(null, body))
+
+  api.addHook('onRequest', (request, reply, done) => {
+    if (!request.url.startsWith('/cdni/')) {
+      done()
+      return
+    }
+    const given = request.headers.authorization
+    // Digests of equal length, compared in constant time: the token's length leaks nothing either.
+    if (typeof given === 'string' && timingSafeEqual(digest(given), expected)) {
+      done()
+      return
+    }
+    count('unauthorized')
+    reply.header('www-authenticate', 'Bearer realm="cdni-authz"')
+    problem(reply, 401, 'Unauthorized', 'a valid bearer token is required')
+  })
+  api.addHook('onError', (request, _reply, error, done) => {
+    const status = (error as { statusCode?: number }).statusCode
+    if (status === undefined || status >= 500) request.log.error({ err: error }, 'push API request failed')
+    if (request.method === 'PUT' && status === 413) count('too_large')
+    if (request.method === 'PUT' && status === 415) count('unsupported_media_type')
+    done()
+  })
+
+  let queue: Promise<unknown> = Promise.resolve()
+  const serialized = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = queue.then(task)
+    queue = run.catch(() => undefined)
+    return run
+  }
+
+  api.put('/cdni/metadata', (request, reply) =>
+    serialized(async () => {
+      const ifMatch = request.headers['if-match']
+      const ifNoneMatch = request.headers['if-none-match']
+      const current = live?.etag ?? null
+      if ((typeof ifMatch === 'string' && !listMatches(ifMatch, current)) || (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))) {
+        count('precondition_failed')
+        return problem(reply, 412, 'Precondition Failed', `the live document's ETag is ${current ?? '(none)'}`)
+      }
+      const text = request.body as string
+      const prepared = await authz.prepare(text)
+      if (!prepared.ok) {
+        count('invalid')
+        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: prepared.errors, warnings: prepared.warnings })
+      }
+      const version = authz.version + 1
+      try {
+        await store.write(text, version)
+      } catch (err) {
+        count('storage_error')
+        request.log.error({ err }, 'cdni-authz: could not store accepted metadata')
+        return problem(reply, 503, 'Service Unavailable', `could not store the document (${(err as NodeJS.ErrnoException).code ?? 'error'}); the live policy is unchanged`)
+      }
+      const result = authz.commit(prepared, version)
+      live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
+      count('accepted')
+      request.log.info({ cdniAuthz: { version, etag: prepared.etag, summary: result.summary, warnings: result.warnings.length } }, 'cdni-authz: metadata accepted')
+      reply.header('etag', prepared.etag)
+      return { version, etag: prepared.etag, warnings: result.warnings, summary: result.summary }
+    }),
+  )
+
+  api.get('/cdni/metadata', (request, reply) => {
+    if (live === null) return problem(reply, 404, 'Not Found', 'no metadata has been accepted yet')
+    reply.header('etag', live.etag)
+    const ifNoneMatch = request.headers['if-none-match']
+    if (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, live.etag)) return reply.code(304).send()
+    return reply.type('application/json; charset=utf-8').send(live.text)
+  })
+
+  api.get('/healthz', async () => ({ status: 'ok' }))
+  api.get('/readyz', (_request, reply) =>
+    authz.loaded ? reply.send({ status: 'ready', version: authz.version }) : problem(reply, 503, 'Service Unavailable', 'no policy loaded yet'),
+  )
+  api.get('/metrics', async (_request, reply) => {
+    reply.type(registry.contentType)
+    return registry.metrics()
+  })
+  return api
+}

@@ -1,0 +1,211 @@
+/**
+ * Surrogate configuration: built-in defaults, then a JSON config file, then environment
+ * variables, then command-line flags (each overriding the one before). Everything is validated
+ * once, at start, and an error names the setting and every way to set it.
+ */
+import { readFileSync } from 'node:fs'
+import { isAbsolute, resolve, dirname } from 'node:path'
+import type { GatewayOptions } from './client-facts.js'
+
+export interface ServerConfig {
+  host: string
+  port: number
+  tlsCert: string | null
+  tlsKey: string | null
+  metadata: string | null
+  stateDir: string
+  root: string | null
+  origin: string | null
+  trustedProxies: string[]
+  gateways: GatewayOptions[]
+  apiHost: string
+  apiPort: number
+  apiToken: string | null
+  bodyLimit: number
+  logLevel: string
+  logMsisdn: 'off' | 'masked' | 'full'
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type Kind = 'string' | 'path' | 'port' | 'size' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog'
+
+interface Setting {
+  key: keyof ServerConfig
+  flag: string
+  env: string
+  kind: Kind
+  help: string
+}
+
+/** Every setting, with its flag and environment variable. The README's table is this list. */
+export const SETTINGS: Setting[] = [
+  { key: 'host', flag: 'host', env: 'CDNI_HOST', kind: 'string', help: 'content listen address' },
+  { key: 'port', flag: 'port', env: 'CDNI_PORT', kind: 'port', help: 'content listen port' },
+  { key: 'tlsCert', flag: 'tls-cert', env: 'CDNI_TLS_CERT', kind: 'path', help: 'TLS certificate file (PEM); with tlsKey, serves HTTPS' },
+  { key: 'tlsKey', flag: 'tls-key', env: 'CDNI_TLS_KEY', kind: 'path', help: 'TLS private key file (PEM)' },
+  { key: 'metadata', flag: 'metadata', env: 'CDNI_METADATA', kind: 'path', help: 'metadata loaded at start when the state directory holds none' },
+  { key: 'stateDir', flag: 'state-dir', env: 'CDNI_STATE_DIR', kind: 'path', help: 'where accepted metadata is kept' },
+  { key: 'root', flag: 'root', env: 'CDNI_ROOT', kind: 'path', help: 'folder of content to serve' },
+  { key: 'origin', flag: 'origin', env: 'CDNI_ORIGIN', kind: 'url', help: 'origin or cache to proxy to, instead of a folder' },
+  { key: 'trustedProxies', flag: 'trusted-proxies', env: 'CDNI_TRUSTED_PROXIES', kind: 'list', help: 'comma-separated CIDRs of our own load balancers' },
+  { key: 'gateways', flag: 'gateways', env: 'CDNI_GATEWAYS', kind: 'gateways', help: 'operator gateways, as JSON' },
+  { key: 'apiHost', flag: 'api-host', env: 'CDNI_API_HOST', kind: 'string', help: 'push API listen address' },
+  { key: 'apiPort', flag: 'api-port', env: 'CDNI_API_PORT', kind: 'port', help: 'push API listen port' },
+  { key: 'apiToken', flag: 'api-token-file', env: 'CDNI_API_TOKEN', kind: 'string', help: 'bearer token of the push API (the flag names a file holding it)' },
+  { key: 'bodyLimit', flag: 'body-limit', env: 'CDNI_BODY_LIMIT', kind: 'size', help: 'largest metadata push, in bytes' },
+  { key: 'logLevel', flag: 'log-level', env: 'CDNI_LOG_LEVEL', kind: 'level', help: 'fatal, error, warn, info, debug, trace or silent' },
+  { key: 'logMsisdn', flag: 'log-msisdn', env: 'CDNI_LOG_MSISDN', kind: 'msisdnLog', help: 'off, masked or full: MSISDNs in deny lines' },
+]
+
+export const DEFAULTS: ServerConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  tlsCert: null,
+  tlsKey: null,
+  metadata: null,
+  stateDir: 'state',
+  root: null,
+  origin: null,
+  trustedProxies: [],
+  gateways: [],
+  apiHost: '127.0.0.1',
+  apiPort: 8081,
+  apiToken: null,
+  bodyLimit: 64 * 1024 * 1024,
+  logLevel: 'info',
+  logMsisdn: 'off',
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+function describe(setting: Setting): string {
+  return `setting "${setting.key}" (config "${setting.key}", env ${setting.env}, flag --${setting.flag})`
+}
+
+/** Converts one raw value (a string from env or flags, or a JSON value from the file). */
+function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir: string): unknown {
+  const fail = (expected: string): never => {
+    throw new ConfigError(`${describe(setting)}: ${expected}, got ${JSON.stringify(raw)}`)
+  }
+  switch (setting.kind) {
+    case 'string':
+      if (typeof raw !== 'string' || raw.length === 0) fail('must be a non-empty string')
+      return raw
+    case 'path':
+      if (typeof raw !== 'string' || raw.length === 0) fail('must be a file or folder path')
+      return isAbsolute(raw as string) ? raw : resolve(baseDir, raw as string)
+    case 'port': {
+      const n = from === 'text' && typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) fail('must be an integer 0–65535')
+      return n
+    }
+    case 'size': {
+      const n = from === 'text' && typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1024) fail('must be a whole number of bytes, at least 1024')
+      return n
+    }
+    case 'list': {
+      const list = from === 'text' && typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw
+      if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) fail('must be a list of CIDR strings')
+      return list
+    }
+    case 'gateways': {
+      let value = raw
+      if (from === 'text') {
+        try {
+          value = JSON.parse(raw as string)
+        } catch {
+          fail('must be JSON: a list of { name, cidrs, countryCode, msisdnHeaders }')
+        }
+      }
+      if (!Array.isArray(value)) fail('must be a list of { name, cidrs, countryCode, msisdnHeaders }')
+      return value
+    }
+    case 'url': {
+      let url: URL | null = null
+      try {
+        url = new URL(String(raw))
+      } catch {
+        fail('must be an http:// or https:// URL')
+      }
+      if (typeof raw !== 'string' || (url?.protocol !== 'http:' && url?.protocol !== 'https:')) fail('must be an http:// or https:// URL')
+      return raw
+    }
+    case 'level':
+      if (typeof raw !== 'string' || !LEVELS.includes(raw)) fail(`must be one of ${LEVELS.join(', ')}`)
+      return raw
+    case 'msisdnLog':
+      if (raw !== 'off' && raw !== 'masked' && raw !== 'full') fail('must be off, masked or full')
+      return raw
+  }
+}
+
+export interface ConfigSources {
+  /** Path of a JSON config file, or null. */
+  file: string | null
+  env: Record<string, string | undefined>
+  /** Parsed flags: flag name → value. */
+  flags: Record<string, string | undefined>
+  /** Folder relative paths in flags and env resolve against. */
+  cwd: string
+}
+
+/**
+ * Builds and validates the configuration. Throws ConfigError naming the setting. `purpose`
+ * `check` skips what only serving needs (a content source).
+ */
+export function loadConfig(sources: ConfigSources, purpose: 'serve' | 'check' = 'serve'): ServerConfig {
+  const config: Record<string, unknown> = { ...DEFAULTS }
+  if (sources.file !== null) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(readFileSync(sources.file, 'utf8'))
+    } catch (err) {
+      throw new ConfigError(`config file ${sources.file}: ${(err as Error).message}`)
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(`config file ${sources.file}: must hold a JSON object`)
+    }
+    for (const [key, value] of Object.entries(parsed)) {
+      const setting = SETTINGS.find((s) => s.key === key)
+      if (!setting) throw new ConfigError(`config file ${sources.file}: unknown setting "${key}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`)
+      config[key] = convert(setting, value, 'file', dirname(sources.file))
+    }
+  }
+  for (const setting of SETTINGS) {
+    const fromEnv = sources.env[setting.env]
+    if (fromEnv !== undefined && fromEnv !== '') config[setting.key] = convert(setting, fromEnv, 'text', sources.cwd)
+    const fromFlag = sources.flags[setting.flag]
+    if (fromFlag === undefined) continue
+    if (setting.key === 'apiToken') {
+      // A token on the command line would show in `ps`: the flag names a file instead.
+      let token: string
+      try {
+        token = readFileSync(resolve(sources.cwd, fromFlag), 'utf8').trim()
+      } catch (err) {
+        throw new ConfigError(`${describe(setting)}: cannot read ${fromFlag}: ${(err as Error).message}`)
+      }
+      config.apiToken = convert(setting, token, 'text', sources.cwd)
+    } else {
+      config[setting.key] = convert(setting, fromFlag, 'text', sources.cwd)
+    }
+  }
+  const result = config as unknown as ServerConfig
+  const tokenSetting = SETTINGS.find((s) => s.key === 'apiToken') as Setting
+  if (result.apiToken !== null && result.apiToken.length < 16) {
+    throw new ConfigError(`${describe(tokenSetting)}: must be at least 16 characters to be a secret`)
+  }
+  if ((result.tlsCert === null) !== (result.tlsKey === null)) {
+    throw new ConfigError('settings "tlsCert" and "tlsKey" go together: set both or neither')
+  }
+  if (result.root !== null && result.origin !== null) {
+    throw new ConfigError('settings "root" and "origin" exclude each other: serve a folder or proxy to an origin')
+  }
+  if (purpose === 'serve' && result.root === null && result.origin === null) {
+    throw new ConfigError('set "root" (a folder to serve) or "origin" (a URL to proxy to)')
+  }
+  return result
+}

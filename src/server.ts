@@ -1,0 +1,96 @@
+/**
+ * The ready-to-run surrogate: content (a folder, or a proxied origin) behind the plugin on one
+ * listener, the push API on another. The initial policy comes from the state directory, or else
+ * from the configured metadata file; either one being unreadable or invalid stops the start,
+ * because serving without the policy the operator expects is never the safe choice.
+ */
+import { readFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import fastifyStatic from '@fastify/static'
+import fastifyHttpProxy from '@fastify/http-proxy'
+import { buildApi, type LiveDocument } from './api.js'
+import { ConfigError, type ServerConfig } from './config.js'
+import cdniAuthz from './plugin.js'
+import { StateError, StateStore } from './state.js'
+
+export interface Surrogate {
+  content: FastifyInstance
+  api: FastifyInstance
+  /** Starts both listeners; resolves with their URLs. */
+  listen(): Promise<{ contentUrl: string; apiUrl: string }>
+  /** Stops accepting, lets in-flight requests finish, then closes. */
+  close(): Promise<void>
+}
+
+function readPem(path: string, setting: string): Buffer {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    throw new ConfigError(`setting "${setting}": cannot read ${path}: ${(err as Error).message}`)
+  }
+}
+
+export interface SurrogateOptions {
+  /** A pino logger to use (tests pass a silent or capturing one). */
+  logger?: FastifyBaseLogger
+}
+
+export async function createSurrogate(config: ServerConfig, options: SurrogateOptions = {}): Promise<Surrogate> {
+  if (config.apiToken === null) {
+    throw new ConfigError('the push API needs a bearer token (config "apiToken", env CDNI_API_TOKEN, or --api-token-file); refusing to run it open')
+  }
+  const https = config.tlsCert !== null && config.tlsKey !== null ? { cert: readPem(config.tlsCert, 'tlsCert'), key: readPem(config.tlsKey, 'tlsKey') } : null
+  const common = {
+    // Per-request lines would log every client address; the plugin logs one line per denial.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
+  }
+  const content = (https ? Fastify({ ...common, https }) : Fastify(common)) as unknown as FastifyInstance
+  // Request logging is off, which also silences the default error handler: log errors here.
+  content.addHook('onError', (request, _reply, error, done) => {
+    request.log.error({ err: error }, 'request failed')
+    done()
+  })
+  await content.register(cdniAuthz, { trustedProxies: config.trustedProxies, gateways: config.gateways, logMsisdn: config.logMsisdn })
+  if (config.origin !== null) {
+    await content.register(fastifyHttpProxy, { upstream: config.origin, prefix: '/' })
+  } else {
+    await content.register(fastifyStatic, { root: config.root as string, prefix: '/' })
+  }
+
+  const store = new StateStore(config.stateDir)
+  const stored = await store.read()
+  let live: LiveDocument | null = null
+  const source = stored !== null ? `state file ${store.dir}/metadata.json` : config.metadata
+  const text = stored !== null ? stored.text : config.metadata !== null ? await readFile(config.metadata, 'utf8').catch((err: Error) => {
+    throw new StateError(`cannot read metadata file ${config.metadata}: ${err.message}`)
+  }) : null
+  if (text !== null) {
+    const prepared = await content.cdniAuthz.prepare(text)
+    if (!prepared.ok) {
+      const first = prepared.errors[0] as { pointer: string; message: string }
+      throw new StateError(`${source} is not valid metadata (${first.pointer || '(document)'} ${first.message}); refusing to start without the policy it should hold`)
+    }
+    content.cdniAuthz.commit(prepared, stored?.version ?? 1)
+    live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
+    content.log.info({ cdniAuthz: { source, version: content.cdniAuthz.version, summary: prepared.compiled.summary } }, 'cdni-authz: policy loaded')
+  } else {
+    content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
+  }
+
+  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, logger: content.log, live })
+  return {
+    content,
+    api,
+    async listen() {
+      const contentUrl = await content.listen({ host: config.host, port: config.port })
+      const apiUrl = await api.listen({ host: config.apiHost, port: config.apiPort })
+      return { contentUrl, apiUrl }
+    },
+    async close() {
+      await Promise.all([api.close(), content.close()])
+    },
+  }
+}
