@@ -155,7 +155,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       } catch (err) {
         count('storage_error')
         request.log.error({ err }, 'cdni-authz: could not store accepted metadata')
-        return problem(reply, 503, 'Service Unavailable', `could not store the document (${(err as NodeJS.ErrnoException).code ?? 'error'}); the live policy is unchanged`)
+        // fs errors always carry a code; the path stays out of the response.
+        return problem(reply, 503, 'Service Unavailable', `could not store the document (${(err as NodeJS.ErrnoException).code as string}); the live policy is unchanged`)
       }
       const result = authz.commit(prepared, version)
       live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }

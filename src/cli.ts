@@ -278,6 +278,8 @@ if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLTo
     stopSignal,
   }).then((code) => {
     process.exitCode = code
+    // Everything is drained by now; an upstream keep-alive socket must not hold the exit.
+    setTimeout(() => process.exit(code), 1000).unref()
   })
 }
 /* c8 ignore stop */

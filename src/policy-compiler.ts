@@ -9,6 +9,7 @@ import type { PreparedPolicy, RefusedPolicy } from './prepare.js'
 type Pending = { resolve: (value: PreparedPolicy | RefusedPolicy) => void; reject: (error: Error) => void }
 
 // Under the TypeScript test loader this module is a .ts file, and so is its worker.
+/* c8 ignore next - the .js branch is the built package's */
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './compile-worker.ts' : './compile-worker.js', import.meta.url)
 
 export class PolicyCompiler {

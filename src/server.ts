@@ -48,6 +48,13 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
   }
   const content = (https ? Fastify({ ...common, https }) : Fastify(common)) as unknown as FastifyInstance
+  // While closing, every response ends its connection: an in-flight request's keep-alive socket
+  // would otherwise hold the shutdown until the client's idle timeout.
+  let closing = false
+  content.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
   // Request logging is off, which also silences the default error handler: log errors here.
   content.addHook('onError', (request, _reply, error, done) => {
     request.log.error({ err: error }, 'request failed')
@@ -90,6 +97,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
       return { contentUrl, apiUrl }
     },
     async close() {
+      closing = true
       await Promise.all([api.close(), content.close()])
     },
   }

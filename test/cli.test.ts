@@ -1,0 +1,182 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { main, type Io } from '../src/cli.js'
+import { TOKEN, workspace } from './helpers/surrogate.js'
+
+function io(stop: Promise<string> = new Promise(() => {})): Io & { out: string; err: string } {
+  const captured = {
+    out: '',
+    err: '',
+    stdout: (text: string) => {
+      captured.out += text
+    },
+    stderr: (text: string) => {
+      captured.err += text
+    },
+    env: {},
+    cwd: process.cwd(),
+    stopSignal: () => stop,
+  }
+  return captured
+}
+
+const dir = t.testdir({
+  'valid.json': JSON.stringify({ deliveryCriteria: [{ region: { subnet: '10.1.0.54/18' } }, { protocol: 'http' }] }),
+  'mobile.json': JSON.stringify({ deliveryCriteria: [{ region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } }] }),
+  'invalid.json': JSON.stringify({ deliveryCriteria: [{ region: { subnet: '10.0.0.0/33', country: 'ZZ' } }] }),
+  // The seed's Example Object 3 as printed: a trailing comma and a missing one.
+  'seed-verbatim.json': '{ "deliveryCriteria" :\n  [\n    {\n      "region" : { "msdnPrefix" : "135038" },\n    }\n    {\n      "protocol" : "http"\n    }\n  ]\n}\n',
+  'two-warnings.json': JSON.stringify({ deliveryCriteria: [{ region: { subnet: ['10.1.0.1/16', '10.2.0.1/16'] } }] }),
+  'profiles.json': JSON.stringify({ deliveryProfiles: [{ deliveryCriteria: [{ region: { subnet: '10.9.0.0/16' } }, { region: { subnet: '10.8.0.0/16' } }], deliveryRules: { allow: false } }, { deliveryCriteria: [{ protocol: 'http' }], deliveryRules: { allow: true } }] }),
+  'gateway.json': JSON.stringify({ trustedProxies: ['192.0.2.0/29'], gateways: [{ name: 'op', cidrs: ['203.0.113.0/28'], countryCode: '86' }] }),
+})
+const file = (name: string) => join(dir, name)
+
+t.test('usage, help and unknown commands', async (t) => {
+  const none = io()
+  t.equal(await main([], none), 2)
+  t.match(none.out, /Usage: cdni-authz <command>/)
+  const help = io()
+  t.equal(await main(['--help'], help), 0)
+  const unknown = io()
+  t.equal(await main(['frobnicate'], unknown), 2)
+  t.match(unknown.err, /unknown command "frobnicate"/)
+  for (const command of ['serve', 'validate', 'check']) {
+    const each = io()
+    t.equal(await main([command, '--help'], each), 0)
+    t.match(each.out, new RegExp(`Usage: cdni-authz ${command}`))
+  }
+  const badFlag = io()
+  t.equal(await main(['validate', '--nope'], badFlag), 2)
+  t.match(badFlag.err, /nope/)
+})
+
+t.test('validate: exit 0 when every file is valid, 1 otherwise, with pointers or line and column', async (t) => {
+  const ok = io()
+  t.equal(await main(['validate', file('valid.json')], ok), 0)
+  t.match(ok.out, /valid\.json: valid \(1 warning\)\n  warning \/deliveryCriteria\/0\/region\/subnet: "10\.1\.0\.54\/18" has host bits set/)
+  const bad = io()
+  t.equal(await main(['validate', file('valid.json'), file('invalid.json'), file('seed-verbatim.json'), file('missing.json')], bad), 1)
+  t.match(bad.out, /invalid\.json: invalid \(1 warning\)\n  error \/deliveryCriteria\/0\/region\/subnet: .*0–32.*\n  error \/deliveryCriteria\/0\/region\/country: "ZZ"/)
+  t.match(bad.out, /seed-verbatim\.json: invalid\n  error \(document\): invalid JSON at line 5, column 5/)
+  t.match(bad.out, /missing\.json: invalid\n  error \(document\): cannot read/)
+  const plural = io()
+  t.equal(await main(['validate', file('two-warnings.json')], plural), 0)
+  t.match(plural.out, /two-warnings\.json: valid \(2 warnings\)/)
+  const warned = io()
+  t.equal(await main(['validate', file('mobile.json')], warned), 0)
+  t.match(warned.out, /mobile\.json: valid \(1 warning\)/)
+  t.match(warned.out, /needs a trusted operator gateway/)
+  const configured = io()
+  t.equal(await main(['validate', '--config', file('gateway.json'), file('mobile.json')], configured), 0)
+  t.match(configured.out, /mobile\.json: valid\n$/, 'no warning once the config names a gateway')
+  const json = io()
+  t.equal(await main(['validate', '--json', file('invalid.json')], json), 1)
+  t.match(JSON.parse(json.out), [{ ok: false, errors: [{ pointer: '/deliveryCriteria/0/region/subnet' }, { pointer: '/deliveryCriteria/0/region/country' }] }])
+  const nothing = io()
+  t.equal(await main(['validate'], nothing), 2)
+})
+
+t.test('check: allow or deny, which rule decided, and every field', async (t) => {
+  const allow = io()
+  t.equal(await main(['check', '--metadata', file('valid.json'), '--peer', '10.1.2.3'], allow), 0)
+  t.match(allow.out, /^ALLOW: decided by \/deliveryCriteria\nfacts: source 10\.1\.2\.3 \(direct\), handset none, msisdn none, protocol http/)
+  t.match(allow.out, /region \/deliveryCriteria\/0\/region: matches \(subnet yes\)/)
+  const deny = io()
+  t.equal(await main(['check', '--metadata', file('valid.json'), '--peer', '10.2.0.1', '--protocol', 'https', '--time', '2026-06-01T00:00:00Z'], deny), 1)
+  t.match(deny.out, /^DENY: no rule matched \(failed: region, protocol\)/)
+  t.match(deny.out, /time 2026-06-01T00:00:00\.000Z/)
+  const mobile = io()
+  t.equal(await main(['check', '--config', file('gateway.json'), '--metadata', file('mobile.json'), '--peer', '192.0.2.1', '--xff', '10.5.31.9, 203.0.113.1', '--msisdn', '8613503812345', '--header', 'X-Forwarded-Proto: http'], mobile), 0)
+  t.match(mobile.out, /source 203\.0\.113\.1 \(op\), handset 10\.5\.31\.9, msisdn 8613503812345/)
+  t.match(mobile.out, /\(subnet2 yes, msisdn yes\)/)
+  const json = io()
+  t.equal(await main(['check', '--json', '--gateways', '[{"name":"g","cidrs":["198.51.100.0/24"],"countryCode":"86"}]', '--metadata', file('mobile.json'), '--peer', '198.51.100.1', '--xff', '10.5.31.9', '--msisdn', '8613603812345'], json), 1)
+  t.match(JSON.parse(json.out), { facts: { via: 'g', handset: '10.5.31.9' }, allowed: false, rules: [{ clauses: [{ regions: [{ fields: { subnet2: true, msisdn: false } }] }] }] })
+})
+
+t.test('check: deny rules, merged regions, and facts that could not be established', async (t) => {
+  const embargo = io()
+  t.equal(await main(['check', '--metadata', file('profiles.json'), '--peer', '10.9.1.1'], embargo), 1)
+  t.match(embargo.out, /^DENY: decided by \/deliveryProfiles\/0\n/)
+  t.match(embargo.out, /rule \/deliveryProfiles\/0 \(deny\): matches/)
+  t.match(embargo.out, /region \/deliveryProfiles\/0\/deliveryCriteria\/0\/region and 1 more: matches \(subnet yes\)/)
+  const unknown = io()
+  t.equal(await main(['check', '--config', file('gateway.json'), '--metadata', file('profiles.json'), '--peer', '192.0.2.1'], unknown), 1)
+  t.match(unknown.out, /facts: source none \(direct\), handset none, msisdn none, protocol unknown/)
+  const header = io()
+  t.equal(await main(['check', '--json', '--gateways', '[{"name":"g","cidrs":["198.51.100.0/24"],"countryCode":"86","msisdnHeaders":["X-MSISDN"]}]', '--metadata', file('mobile.json'), '--peer', '198.51.100.1', '--xff', '10.5.31.9', '--msisdn', '8613503812345'], header), 0, "the number goes in the gateway's own header")
+  const noGateway = io()
+  t.equal(await main(['check', '--json', '--metadata', file('mobile.json'), '--peer', '198.51.100.1', '--msisdn', '8613503812345'], noGateway), 1)
+  t.match(JSON.parse(noGateway.out), { facts: { msisdn: null, via: 'direct' } }, 'no gateway: the header is not believed')
+})
+
+t.test('check: wrong input exits 2 with the reason', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--peer', '10.0.0.1'], /--metadata and --peer are required/],
+    [['--metadata', file('valid.json'), '--peer', '10.0.0.1', '--protocol', 'gopher'], /--protocol must be http or https/],
+    [['--metadata', file('valid.json'), '--peer', '10.0.0.1', '--time', 'yesterday'], /--time must be an RFC 3339/],
+    [['--metadata', file('missing.json'), '--peer', '10.0.0.1'], /cannot read/],
+    [['--metadata', file('invalid.json'), '--peer', '10.0.0.1'], /invalid\.json: invalid\n  error/],
+    [['--metadata', file('valid.json'), '--peer', '10.0.0.1', '--header', 'no colon'], /must be "Name: value"/],
+    [['--metadata', file('valid.json'), '--peer', '10.0.0.1', '--trusted-proxies', '10.0.0.1/8'], /trustedProxies\[0\].*host bits/],
+  ]
+  for (const [args, message] of cases) {
+    const run = io()
+    const code = await main(['check', ...args], run)
+    t.equal(code, args.includes('--trusted-proxies') ? 1 : 2, String(message))
+    t.match(run.err, message)
+  }
+})
+
+t.test('serve: prints where it listens, and stops cleanly on the signal', async (t) => {
+  const { root, stateDir } = workspace()
+  const configFile = join(root, '..', 'config.json')
+  writeFileSync(configFile, JSON.stringify({ port: 0, apiPort: 0, root, stateDir, apiToken: TOKEN, logLevel: 'silent' }))
+  let stop: (signal: string) => void = () => {}
+  const run = io(new Promise((resolve) => (stop = resolve)))
+  const finished = main(['serve', '--config', configFile], run)
+  while (!run.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  const url = /serving content on (\S+)/.exec(run.out)?.[1] as string
+  t.equal((await fetch(`${url}/hello.txt`)).status, 403, 'no metadata yet: denied')
+  stop('SIGTERM')
+  t.equal(await finished, 0)
+  t.match(run.out, /SIGTERM received, finishing in-flight requests/)
+  const misconfigured = io()
+  t.equal(await main(['serve', '--port', 'eighty'], misconfigured), 2)
+  t.match(misconfigured.err, /setting "port"/)
+})
+
+t.test('the real program drains an in-flight request on SIGTERM, then exits 0', async (t) => {
+  const { default: Fastify } = await import('fastify')
+  // A slow origin keeps a request in flight while the signal arrives.
+  const origin = Fastify()
+  origin.get('/*', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    return 'slow content'
+  })
+  const originUrl = await origin.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => origin.close())
+  const { stateDir, base } = workspace()
+  const metadata = join(base, 'allow.json')
+  writeFileSync(metadata, JSON.stringify({ deliveryCriteria: [{ protocol: ['http', 'https'] }] }))
+  const child = spawn(process.execPath, [...process.execArgv, new URL('../src/cli.ts', import.meta.url).pathname, 'serve', '--port', '0', '--api-port', '0', '--origin', originUrl, '--state-dir', stateDir, '--metadata', metadata, '--log-level', 'silent'], {
+    env: { ...process.env, CDNI_API_TOKEN: TOKEN },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const deadline = Date.now() + 30000
+  while (!out.includes('push API') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  const url = /serving content on (\S+)/.exec(out)?.[1] as string
+  t.ok(url, 'the server started')
+  const inFlight = fetch(`${url}/slow`).then(async (r) => ({ status: r.status, body: await r.text() }))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  child.kill('SIGTERM')
+  t.same(await inFlight, { status: 200, body: 'slow content' }, 'the in-flight request completes')
+  t.equal(await exited, 0)
+})

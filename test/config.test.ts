@@ -1,0 +1,61 @@
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DEFAULTS, loadConfig, type ConfigSources } from '../src/config.js'
+
+const dir = t.testdir({
+  'config.json': JSON.stringify({ port: 9000, root: 'content', trustedProxies: ['10.0.0.0/8'], apiToken: 'a-long-enough-token-123' }),
+  'token.txt': 'file-token-0123456789abcdef\n',
+  'short.txt': 'short',
+  'array.json': '[]',
+  'broken.json': '{ "port": ',
+  'unknown.json': '{ "listen": 1 }',
+})
+
+const sources = (patch: Partial<ConfigSources>): ConfigSources => ({ file: null, env: {}, flags: {}, cwd: dir, ...patch })
+
+t.test('defaults, then the file, then the environment, then flags', async (t) => {
+  const fromFile = loadConfig(sources({ file: join(dir, 'config.json') }))
+  t.match(fromFile, { host: DEFAULTS.host, port: 9000, root: join(dir, 'content'), trustedProxies: ['10.0.0.0/8'], apiToken: 'a-long-enough-token-123' })
+  const fromEnv = loadConfig(sources({ file: join(dir, 'config.json'), env: { CDNI_PORT: '9100', CDNI_TRUSTED_PROXIES: '192.0.2.0/24, 198.51.100.0/24', CDNI_GATEWAYS: '[{"name":"op","cidrs":["203.0.113.0/28"],"countryCode":"86"}]' } }))
+  t.match(fromEnv, { port: 9100, trustedProxies: ['192.0.2.0/24', '198.51.100.0/24'], gateways: [{ name: 'op' }] })
+  const fromFlags = loadConfig(sources({ file: join(dir, 'config.json'), env: { CDNI_PORT: '9100' }, flags: { port: '9200', 'api-token-file': 'token.txt', 'log-msisdn': 'masked', 'body-limit': '2048' } }))
+  t.match(fromFlags, { port: 9200, apiToken: 'file-token-0123456789abcdef', logMsisdn: 'masked', bodyLimit: 2048 })
+  t.match(loadConfig(sources({ flags: { origin: 'https://origin.example' } })), { origin: 'https://origin.example', root: null })
+  t.match(loadConfig(sources({}), 'check'), { root: null, origin: null }, 'checking a request needs no content source')
+  t.equal(loadConfig(sources({ flags: { root: 'x' }, env: { CDNI_LOG_LEVEL: 'warn', CDNI_HOST: '' } })).logLevel, 'warn', 'an empty environment variable is unset')
+  writeFileSync(join(dir, 'numbers.json'), JSON.stringify({ bodyLimit: 4096, apiPort: 0, root: '/srv/content' }))
+  t.match(loadConfig(sources({ file: join(dir, 'numbers.json') })), { bodyLimit: 4096, apiPort: 0, root: '/srv/content' }, 'absolute paths stay as they are')
+})
+
+t.test('every bad value is refused with the setting and every way to set it', async (t) => {
+  const cases: [Partial<ConfigSources>, RegExp][] = [
+    [{ flags: { port: '80a', root: 'x' } }, /setting "port" \(config "port", env CDNI_PORT, flag --port\): must be an integer 0–65535, got "80a"/],
+    [{ env: { CDNI_API_PORT: '70000' }, flags: { root: 'x' } }, /"apiPort".*0–65535/],
+    [{ flags: { 'body-limit': '12', root: 'x' } }, /"bodyLimit".*at least 1024/],
+    [{ flags: { 'log-level': 'loud', root: 'x' } }, /"logLevel".*fatal, error/],
+    [{ flags: { 'log-msisdn': 'yes', root: 'x' } }, /"logMsisdn".*off, masked or full/],
+    [{ flags: { origin: 'ftp://x' } }, /"origin".*http:\/\/ or https:\/\//],
+    [{ flags: { origin: 'not a url' } }, /"origin".*URL/],
+    [{ env: { CDNI_GATEWAYS: '{broken' }, flags: { root: 'x' } }, /"gateways".*must be JSON/],
+    [{ env: { CDNI_GATEWAYS: '{}' }, flags: { root: 'x' } }, /"gateways".*must be a list/],
+    [{ flags: { 'api-token-file': 'short.txt', root: 'x' } }, /"apiToken".*at least 16 characters/],
+    [{ flags: { 'api-token-file': 'missing.txt', root: 'x' } }, /"apiToken".*cannot read missing\.txt/],
+    [{ flags: { 'tls-cert': 'cert.pem', root: 'x' } }, /"tlsCert" and "tlsKey" go together/],
+    [{ flags: { root: 'x', origin: 'http://o' } }, /exclude each other/],
+    [{}, /set "root".*or "origin"/],
+    [{ file: join(dir, 'array.json') }, /must hold a JSON object/],
+    [{ file: join(dir, 'broken.json') }, /config file .*broken\.json/],
+    [{ file: join(dir, 'unknown.json') }, /unknown setting "listen"/],
+    [{ file: join(dir, 'nowhere.json') }, /config file .*nowhere\.json/],
+  ]
+  for (const [patch, message] of cases) t.throws(() => loadConfig(sources(patch)), { name: 'ConfigError', message }, String(message))
+  writeFileSync(join(dir, 'types.json'), JSON.stringify({ host: 5, root: 'x' }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"host".*non-empty string, got 5/ })
+  writeFileSync(join(dir, 'types.json'), JSON.stringify({ stateDir: '', root: 'x' }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"stateDir".*path/ })
+  writeFileSync(join(dir, 'types.json'), JSON.stringify({ trustedProxies: [1], root: 'x' }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"trustedProxies".*list of CIDR strings/ })
+  writeFileSync(join(dir, 'types.json'), JSON.stringify({ port: '80', root: 'x' }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"port".*got "80"/ }, 'the file takes JSON numbers, not strings')
+})
