@@ -10,6 +10,7 @@ const suites = [
   { name: 'lookup IPv4, 1,000,000 prefixes', script: 'lookup.js', env: { BENCH_FAMILY: '4', BENCH_SIZE: '1000000' } },
   { name: 'lookup IPv6, 200,000 prefixes', script: 'lookup.js', env: { BENCH_FAMILY: '6', BENCH_SIZE: '200000' } },
   { name: 'lookup MSISDN, 1,000,000 prefixes', script: 'lookup.js', env: { BENCH_FAMILY: 'msisdn', BENCH_SIZE: '1000000' } },
+  { name: 'hot swap under load', script: 'push.js' },
 ]
 const only = process.argv[2]
 const results = []

@@ -1,0 +1,24 @@
+// Starts bench/lib/load.js in a child process pinned to core 1 (if taskset is there) and pins
+// this process to core 0, so server and load generator do not share a core.
+import { spawn, spawnSync } from 'node:child_process'
+
+const hasTaskset = spawnSync('taskset', ['-V']).status === 0
+export const pinned = hasTaskset
+
+export function pinSelf(core = 0) {
+  if (hasTaskset) spawnSync('taskset', ['-cp', String(core), String(process.pid)], { stdio: 'ignore' })
+}
+
+/** Starts load against `url` for at most `seconds`; `stop()` ends it early; `result` resolves with autocannon's figures. */
+export function startLoad(url, seconds) {
+  const script = new URL('./load.js', import.meta.url).pathname
+  const command = hasTaskset ? 'taskset' : process.execPath
+  const args = hasTaskset ? ['-c', '1', process.execPath, script, url, String(seconds)] : [script, url, String(seconds)]
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (chunk) => (out += chunk))
+  const result = new Promise((resolve, reject) => {
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`load generator exited ${code}`))))
+  })
+  return { stop: () => child.kill('SIGINT'), result }
+}
