@@ -214,7 +214,7 @@ async function check(argv: string[], io: Io): Promise<number> {
   if (typeof values.xff === 'string') headers['x-forwarded-for'] = values.xff
   if (typeof values.msisdn === 'string') headers[config.gateways[0]?.msisdnHeaders?.[0]?.toLowerCase() ?? 'x-up-calling-line-id'] = values.msisdn
   const facts = createClientFacts()
-  extractClientFacts(trust, values.peer, values.protocol === 'https', headers, now, facts)
+  extractClientFacts(trust, values.peer, values.protocol === 'https', Object.entries(headers).flat(), now, facts)
   const explanation = explain(prepared.compiled, facts)
   const factLine = {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),

@@ -8,7 +8,6 @@
  *
  * Every rejected input gives "no fact"; nothing here throws on request input.
  */
-import type { IncomingHttpHeaders } from 'node:http'
 import { parseAddress, parsePrefix, formatPrefix, type Family, type IpPrefix } from './address.js'
 import { InvalidOptionError } from './errors.js'
 import { isDigitString, normalizeMsisdn, type Msisdn, type MsisdnFormat } from './msisdn.js'
@@ -45,10 +44,30 @@ export interface TrustOptions {
 
 interface CompiledGateway {
   name: string
-  headers: string[]
-  underscoreHeaders: string[]
+  /** Header slots (see HeaderSlots) of this gateway's MSISDN headers and of their underscore
+   * variants. */
+  headerSlots: number[]
+  underscoreSlots: number[]
   format: MsisdnFormat
 }
+
+/**
+ * The request headers the walk may read, found in one pass over `rawHeaders` without building
+ * Node's header object (which costs more than the whole decision). A raw name is lower-cased and
+ * looked up only when its length is one of the wanted names' lengths.
+ */
+interface HeaderSlots {
+  /** name (lower case) -> slot */
+  slots: Map<string, number>
+  /** lengthWanted[n] = 1 when some wanted name has n characters */
+  lengthWanted: Uint8Array
+  /** per slot: how many lines carried it, and the value (lines joined by ", " as Node does) */
+  counts: Int32Array
+  values: (string | null)[]
+}
+
+const SLOT_XFF = 0
+const SLOT_XFP = 1
 
 /** Trust lists compiled once at register time. */
 export interface TrustConfig {
@@ -58,6 +77,7 @@ export interface TrustConfig {
   gatewaysV4: RangeTable
   gatewaysV6: RangeTable
   gateways: CompiledGateway[]
+  headers: HeaderSlots
   hasProxies: boolean
   maxForwardedEntries: number
   maxForwardedLength: number
@@ -148,6 +168,15 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
 
   const gatewaysV4 = new RangeTableBuilder(1)
   const gatewaysV6 = new RangeTableBuilder(4)
+  const slots = new Map<string, number>([['x-forwarded-for', SLOT_XFF], ['x-forwarded-proto', SLOT_XFP]])
+  const slotOf = (name: string): number => {
+    let slot = slots.get(name)
+    if (slot === undefined) {
+      slot = slots.size
+      slots.set(name, slot)
+    }
+    return slot
+  }
   const seen: { prefix: IpPrefix; option: string }[] = proxies.map((prefix, i) => ({ prefix, option: `trustedProxies[${i}]` }))
   const gateways = gatewayList.map((gw, g): CompiledGateway => {
     const at = `gateways[${g}]`
@@ -179,17 +208,20 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
     }
     return {
       name: gw.name,
-      headers: names,
-      underscoreHeaders: names.filter((n) => n.includes('-')).map((n) => n.replace(/-/g, '_')),
+      headerSlots: names.map(slotOf),
+      underscoreSlots: names.filter((n) => n.includes('-')).map((n) => slotOf(n.replace(/-/g, '_'))),
       format: { countryCode: gw.countryCode, numbering, allowDoubleZero: gw.allowDoubleZero === true },
     }
   })
+  const lengthWanted = new Uint8Array(256)
+  for (const name of slots.keys()) lengthWanted[Math.min(name.length, 255)] = 1
   return {
     proxiesV4: proxiesV4.compile(),
     proxiesV6: proxiesV6.compile(),
     gatewaysV4: gatewaysV4.compile(),
     gatewaysV6: gatewaysV6.compile(),
     gateways,
+    headers: { slots, lengthWanted, counts: new Int32Array(slots.size), values: new Array<string | null>(slots.size).fill(null) },
     hasProxies: proxies.length > 0,
     maxForwardedEntries: positiveInteger(options.maxForwardedEntries, 'maxForwardedEntries', 16),
     maxForwardedLength: positiveInteger(options.maxForwardedLength, 'maxForwardedLength', 1024),
@@ -225,15 +257,31 @@ function readEntryBefore(header: string, end: number, out: Uint32Array, at: { st
 
 const cursor = { start: 0 }
 
+/** Collects the wanted headers of a request from Node's `rawHeaders` (name, value, name, ...). */
+function readHeaders(headers: HeaderSlots, rawHeaders: readonly string[]): void {
+  headers.counts.fill(0)
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length > 255 || headers.lengthWanted[name.length] === 0) continue
+    const slot = headers.slots.get(name.toLowerCase())
+    if (slot === undefined) continue
+    const value = rawHeaders[i + 1] as string
+    const count = (headers.counts[slot] as number) + 1
+    headers.counts[slot] = count
+    headers.values[slot] = count === 1 ? value : `${headers.values[slot] as string}, ${value}`
+  }
+}
+
 /**
- * Fills `facts` for one request (TRUST.md, "The walk"). `remoteAddress` is the TCP peer and
- * `encrypted` whether TLS ended on this socket.
+ * Fills `facts` for one request (TRUST.md, "The walk"). `remoteAddress` is the TCP peer,
+ * `encrypted` whether TLS ended on this socket, and `rawHeaders` the request's header lines as
+ * Node gives them (`request.raw.rawHeaders`).
  */
 export function extractClientFacts(
   trust: TrustConfig,
   remoteAddress: string | undefined,
   encrypted: boolean,
-  headers: IncomingHttpHeaders,
+  rawHeaders: readonly string[],
   now: number,
   facts: ClientFacts,
 ): void {
@@ -258,8 +306,10 @@ export function extractClientFacts(
     return
   }
 
-  if (peerIsProxy) facts.protocol = forwardedProto(headers['x-forwarded-proto'])
-  const xff = forwardedFor(trust, headers['x-forwarded-for'])
+  const headers = trust.headers
+  readHeaders(headers, rawHeaders)
+  if (peerIsProxy) facts.protocol = headers.counts[SLOT_XFP] === 1 ? forwardedProto(headers.values[SLOT_XFP] as string) : 0
+  const xff = headers.counts[SLOT_XFF] === 0 ? null : forwardedFor(trust, headers.values[SLOT_XFF] as string)
   let end = xff === null ? 0 : xff.length
   let sourceFamily: Family
   if (peerIsProxy) {
@@ -290,28 +340,29 @@ export function extractClientFacts(
   facts.msisdn = readMsisdn(trust.gateways[gateway] as CompiledGateway, headers)
 }
 
-/** The X-Forwarded-For header when it is one string within the caps, else null. */
-function forwardedFor(trust: TrustConfig, value: string | string[] | undefined): string | null {
-  if (typeof value !== 'string' || value.length === 0 || value.length > trust.maxForwardedLength) return null
+/** The X-Forwarded-For list (all its lines, joined) when within the caps, else null. */
+function forwardedFor(trust: TrustConfig, value: string): string | null {
+  if (value.length === 0 || value.length > trust.maxForwardedLength) return null
   let entries = 1
   for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) === 44) entries++
   return entries > trust.maxForwardedEntries ? null : value
 }
 
-function forwardedProto(value: string | string[] | undefined): number {
+function forwardedProto(value: string): number {
   if (value === 'http' || value === 'HTTP') return PROTOCOL_HTTP
   if (value === 'https' || value === 'HTTPS') return PROTOCOL_HTTPS
   return 0
 }
 
-function readMsisdn(gateway: CompiledGateway, headers: IncomingHttpHeaders): Msisdn | null {
-  for (const name of gateway.underscoreHeaders) if (headers[name] !== undefined) return null
+/** The gateway's MSISDN: exactly one line of exactly one of its headers, and no underscore twin. */
+function readMsisdn(gateway: CompiledGateway, headers: HeaderSlots): Msisdn | null {
+  for (const slot of gateway.underscoreSlots) if (headers.counts[slot] !== 0) return null
   let raw: string | null = null
-  for (const name of gateway.headers) {
-    const value = headers[name]
-    if (value === undefined) continue
-    if (typeof value !== 'string' || raw !== null) return null
-    raw = value
+  for (const slot of gateway.headerSlots) {
+    const count = headers.counts[slot] as number
+    if (count === 0) continue
+    if (count > 1 || raw !== null) return null
+    raw = headers.values[slot] as string
   }
   return raw === null ? null : normalizeMsisdn(raw, gateway.format)
 }

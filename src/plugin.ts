@@ -141,7 +141,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     explain(request: FastifyRequest): Explanation | null {
       if (policy === null) return null
       const own = createClientFacts()
-      extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.headers, Date.now(), own)
+      extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.raw.rawHeaders, Date.now(), own)
       return explain(policy, own)
     },
     prepare(text: string) {
@@ -178,7 +178,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       deny(reply)
       return
     }
-    extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.headers, Date.now(), facts)
+    extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.raw.rawHeaders, Date.now(), facts)
     const rule = decide(live, facts, scratch)
     if (isAllowed(live, rule)) {
       counts.allowed++

@@ -1,5 +1,4 @@
 import t from 'tap'
-import type { IncomingHttpHeaders } from 'node:http'
 import { formatAddress } from '../src/address.js'
 import { compileTrust, createClientFacts, extractClientFacts, gatewayName, type TrustOptions } from '../src/client-facts.js'
 import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/compile.js'
@@ -21,9 +20,14 @@ interface Seen {
   protocol: number
 }
 
-function walk(peer: string | undefined, headers: IncomingHttpHeaders, encrypted = false, options = trust): Seen {
+/** Header lines as Node's rawHeaders holds them; an array value is that many lines. */
+function raw(headers: Record<string, string | string[]>): string[] {
+  return Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, value]))
+}
+
+function walk(peer: string | undefined, headers: Record<string, string | string[]>, encrypted = false, options = trust): Seen {
   const facts = createClientFacts()
-  extractClientFacts(options, peer, encrypted, headers, 0, facts)
+  extractClientFacts(options, peer, encrypted, raw(headers), 0, facts)
   return {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),
     handset: facts.handsetFamily === 0 ? null : formatAddress(facts.handsetFamily, facts.handset),
@@ -59,7 +63,9 @@ t.test('caps and header shapes: over the cap or not a single string, no fact', a
   t.match(walk('203.0.113.10', { 'x-forwarded-for': many.join(', ') }), { handset: '10.0.0.15' }, '16 entries is within the default cap')
   t.match(walk('203.0.113.10', { 'x-forwarded-for': ['10.0.0.1', ...many].join(', ') }), { handset: null }, '17 entries is over it')
   t.match(walk('203.0.113.10', { 'x-forwarded-for': ' '.repeat(1020) + '10.1.2.3' }), { handset: null }, 'over 1024 characters')
-  t.match(walk('203.0.113.10', { 'x-forwarded-for': ['10.1.2.3'] as unknown as string }), { handset: null }, 'an array value')
+  t.match(walk('203.0.113.10', { 'x-forwarded-for': ['6.6.6.6', '10.1.2.3'] }), { handset: '10.1.2.3' }, 'two X-Forwarded-For lines are one list, as Node joins them')
+  t.match(walk('203.0.113.10', { 'X-Forwarded-For': '10.1.2.3' }), { handset: '10.1.2.3' }, 'header names in any case')
+  t.match(walk('203.0.113.10', { ['x-'.padEnd(300, 'a')]: 'x', 'x-forwarded-for': '10.1.2.3' }), { handset: '10.1.2.3' }, 'an overlong header name is skipped')
   t.match(walk('203.0.113.10', { 'x-forwarded-for': '' }), { handset: null }, 'an empty header')
   t.match(walk('203.0.113.10', { 'x-forwarded-for': ' \t10.1.2.3\t ' }), { handset: '10.1.2.3' }, 'spaces and tabs around an entry are HTTP whitespace')
   t.match(walk('203.0.113.10', { 'x-forwarded-for': '\u00a010.1.2.3' }), { handset: null }, 'a no-break space is not')
@@ -77,7 +83,9 @@ t.test('caps and header shapes: over the cap or not a single string, no fact', a
 t.test('MSISDN headers: one instance of a configured header from a gateway, strictly parsed', async (t) => {
   t.match(walk('203.0.113.10', { 'x-up-calling-line-id': '+8613503812345' }), { msisdn: '8613503812345' })
   t.match(walk('203.0.113.10', { 'x-up-calling-line-id': '8613503812345, 8613503899999' }), { msisdn: null }, 'a repeated header (joined by Node)')
-  t.match(walk('203.0.113.10', { 'x-up-calling-line-id': ['8613503812345'] as unknown as string }), { msisdn: null }, 'an array value')
+  t.match(walk('203.0.113.10', { 'x-up-calling-line-id': ['8613503812345', '8613503812345'] }), { msisdn: null }, 'two lines of the header, even equal ones')
+  t.match(walk('203.0.113.10', { 'X-Up-Calling-Line-Id': '8613503812345' }), { msisdn: '8613503812345' }, 'the header name in any case')
+  t.match(walk('203.0.113.10', { ...MSISDN, 'X_Up_Calling_Line_Id': '8613900000000' }), { msisdn: null }, 'an underscore variant in any case')
   t.match(walk('203.0.113.10', { ...MSISDN, x_up_calling_line_id: '8613900000000' }), { msisdn: null }, 'an underscore variant is present')
   t.match(walk('203.0.113.10', { 'x-up-calling-line-id': '８６１３５０３８' }), { msisdn: null }, 'full-width digits')
   t.match(walk('203.0.113.10', { 'x-up-calling-line-id': '8'.repeat(16) }), { msisdn: null }, 'over 15 digits')
@@ -94,6 +102,7 @@ t.test('protocol from the socket, or X-Forwarded-Proto from a trusted proxy only
   t.match(walk('192.0.2.5', { 'x-forwarded-for': '198.51.100.7', 'x-forwarded-proto': 'https' }), { protocol: PROTOCOL_HTTPS })
   t.match(walk('192.0.2.5', { 'x-forwarded-for': '198.51.100.7', 'x-forwarded-proto': 'HTTP' }), { protocol: PROTOCOL_HTTP })
   t.match(walk('192.0.2.5', { 'x-forwarded-for': '198.51.100.7', 'x-forwarded-proto': 'https, http' }), { protocol: 0 }, 'a list: unknown')
+  t.match(walk('192.0.2.5', { 'x-forwarded-for': '198.51.100.7', 'x-forwarded-proto': ['https', 'https'] }), { protocol: 0 }, 'two lines: unknown')
   t.match(walk('192.0.2.5', { 'x-forwarded-for': '198.51.100.7' }, true), { protocol: 0 }, 'a proxy that does not say: unknown')
 })
 

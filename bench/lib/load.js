@@ -13,7 +13,8 @@ const requests = [
   { headers: { 'x-forwarded-for': '10.9.9.9, 127.0.0.2', 'x-forwarded-proto': 'http', 'x-up-calling-line-id': '8613912345678' } },
 ]
 if (!url.startsWith('http://127.0.0.1')) throw new Error('load tests target 127.0.0.1 only')
-const instance = autocannon({ url, connections, duration, requests, pipelining: 1 }, (err, result) => {
+const pipelining = Number(process.env.LOAD_PIPELINING ?? 1)
+const instance = autocannon({ url, connections, duration, requests, pipelining }, (err, result) => {
   if (err) throw err
   console.log(JSON.stringify({
     requests: result.requests.total,
