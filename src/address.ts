@@ -23,14 +23,14 @@ export const MAX_ADDRESS_LENGTH = 45
  * ASCII digits only. Writes through `out` rather than returning the number because addresses at
  * or above 128.0.0.0 are not small integers, and returning one would allocate per request.
  */
-function parseIPv4Into(text: string, out: Uint32Array): boolean {
-  const n = text.length
+function parseIPv4Into(text: string, out: Uint32Array, from = 0, to = text.length): boolean {
+  const n = to - from
   if (n < 7 || n > 15) return false
   let value = 0
   let part = 0
   let digits = 0
   let dots = 0
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i)
     if (c === 46) {
       if (digits === 0 || dots === 3) return false
@@ -71,16 +71,16 @@ for (let c = 0; c < 6; c++) HEX[97 + c] = HEX[65 + c] = 10 + c
  * Parses standard IPv6 text (RFC 4291 section 2.2: hex groups, one `::`, optional dotted IPv4
  * tail). No zone id, brackets or port. IPv4-mapped addresses are unwrapped to IPv4 (family 4).
  */
-function parseIPv6Into(text: string, out: Uint32Array): Family {
-  const n = text.length
-  if (n < 2 || n > MAX_ADDRESS_LENGTH) return 0
+function parseIPv6Into(text: string, out: Uint32Array, from: number, to: number): Family {
+  const n = to
+  if (to - from < 2 || to - from > MAX_ADDRESS_LENGTH) return 0
   let g = 0
   let gap = -1
-  let i = 0
-  if (text.charCodeAt(0) === 58) {
-    if (text.charCodeAt(1) !== 58) return 0
+  let i = from
+  if (text.charCodeAt(from) === 58) {
+    if (text.charCodeAt(from + 1) !== 58) return 0
     gap = 0
-    i = 2
+    i = from + 2
   }
   while (i < n) {
     const start = i
@@ -93,8 +93,8 @@ function parseIPv6Into(text: string, out: Uint32Array): Family {
     if (i < n && text.charCodeAt(i) === 46) {
       // Dotted IPv4 tail: it must be last and leaves room for exactly two groups.
       if (g > 6) return 0
-      const v4 = parseIPv4(text.slice(start))
-      if (v4 < 0) return 0
+      if (!parseIPv4Into(text, ipv4Scratch, start, to)) return 0
+      const v4 = ipv4Scratch[0] as number
       groups[g++] = v4 >>> 16
       groups[g++] = v4 & 0xffff
       i = n
@@ -131,12 +131,13 @@ function parseIPv6Into(text: string, out: Uint32Array): Family {
 }
 
 /**
- * Parses one address strictly into `out` (IPv4 in `out[0]`, IPv6 in `out[0..3]`).
+ * Parses one address strictly into `out` (IPv4 in `out[0]`, IPv6 in `out[0..3]`): all of
+ * `text`, or its characters `from` .. `to` (so a list entry needs no substring).
  * Returns the family, or 0 when the text is not exactly an address.
  */
-export function parseAddress(text: string, out: Uint32Array): Family {
-  if (parseIPv4Into(text, out)) return 4
-  return parseIPv6Into(text, out)
+export function parseAddress(text: string, out: Uint32Array, from = 0, to = text.length): Family {
+  if (parseIPv4Into(text, out, from, to)) return 4
+  return parseIPv6Into(text, out, from, to)
 }
 
 /** A parsed prefix in network order words: one word for IPv4, four for IPv6. */

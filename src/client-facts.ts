@@ -241,21 +241,29 @@ function gatewayOf(trust: TrustConfig, family: Family, address: Uint32Array): nu
   return label === 0 ? -1 : ((table.labelSets[label] as readonly number[])[0] as number)
 }
 
-/** Trims HTTP optional whitespace (space and tab only: other Unicode spaces are not OWS). */
-function trimOws(text: string, start: number, end: number): string {
-  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
-  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
-  return text.slice(start, end)
-}
-
-/** Reads the `X-Forwarded-For` entry ending at `end` into `out`; returns its family and start. */
+/**
+ * Reads the `X-Forwarded-For` entry ending at `end` into `out`, without the HTTP optional
+ * whitespace around it (space and tab only: other Unicode spaces are not OWS); returns its
+ * family, and leaves the index of the comma before it in `at.start`.
+ */
 function readEntryBefore(header: string, end: number, out: Uint32Array, at: { start: number }): Family {
   const comma = header.lastIndexOf(',', end - 1)
   at.start = comma
-  return parseAddress(trimOws(header, comma + 1, end), out)
+  let start = comma + 1
+  while (start < end && (header.charCodeAt(start) === 32 || header.charCodeAt(start) === 9)) start++
+  while (end > start && (header.charCodeAt(end - 1) === 32 || header.charCodeAt(end - 1) === 9)) end--
+  return parseAddress(header, out, start, end)
 }
 
 const cursor = { start: 0 }
+
+/** Four word copies: cheaper than TypedArray.prototype.set for so few elements. */
+function copyAddress(from: Uint32Array, to: Uint32Array): void {
+  to[0] = from[0] as number
+  to[1] = from[1] as number
+  to[2] = from[2] as number
+  to[3] = from[3] as number
+}
 
 /** Collects the wanted headers of a request from Node's `rawHeaders` (name, value, name, ...). */
 function readHeaders(headers: HeaderSlots, rawHeaders: readonly string[]): void {
@@ -263,7 +271,8 @@ function readHeaders(headers: HeaderSlots, rawHeaders: readonly string[]): void 
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string
     if (name.length > 255 || headers.lengthWanted[name.length] === 0) continue
-    const slot = headers.slots.get(name.toLowerCase())
+    // Names usually arrive in lower case: look them up as sent before paying for a lower-cased copy.
+    const slot = headers.slots.get(name) ?? headers.slots.get(name.toLowerCase())
     if (slot === undefined) continue
     const value = rawHeaders[i + 1] as string
     const count = (headers.counts[slot] as number) + 1
@@ -302,7 +311,7 @@ export function extractClientFacts(
   if (!peerIsProxy && peerGateway < 0) {
     // The common case: a direct client. X-Forwarded-For is the client's own writing: ignored.
     facts.sourceFamily = peerFamily
-    facts.source.set(facts.peer)
+    copyAddress(facts.peer, facts.source)
     return
   }
 
@@ -327,7 +336,7 @@ export function extractClientFacts(
     if (sourceFamily === 0) return
   } else {
     sourceFamily = peerFamily
-    facts.source.set(facts.peer)
+    copyAddress(facts.peer, facts.source)
   }
   facts.sourceFamily = sourceFamily
   const gateway = peerIsProxy ? gatewayOf(trust, sourceFamily, facts.source) : peerGateway

@@ -14,7 +14,7 @@
  * million `{ "subnet": ... }` regions is one region with a million prefixes), so the bitset width
  * grows only with regions that combine fields, such as `subnet2` with `msdnPrefix`.
  */
-import { msisdnKey, msisdnPrefixRange, splitKey } from './msisdn.js'
+import { msisdnKey, msisdnPrefixRange } from './msisdn.js'
 import type { ClauseKind, ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
 import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
 import type { ClientFacts } from './client-facts.js'
@@ -82,6 +82,8 @@ export interface CompiledPolicy {
   readonly asn: ReadonlyMap<number, Uint32Array>
   readonly rules: readonly CompiledRule[]
   readonly regions: readonly CompiledRegion[]
+  /** Whether some rule has a time window (else the request path need not read the clock). */
+  readonly usesTime: boolean
   readonly summary: PolicySummary
 }
 
@@ -274,7 +276,8 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
     msisdnInternational: toFieldTable(international, words),
   }
   for (const t of Object.values(tables)) summary.intervals += t.table.count
-  return { words, used, without, all, ...tables, country, asn, rules, regions, summary }
+  const usesTime = rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'timeWindow'))
+  return { words, used, without, all, ...tables, country, asn, rules, regions, summary, usesTime }
 }
 
 /** Stands in for a table's bits when there is no fact (offset -1): never read. */
@@ -337,8 +340,10 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
 }
 
 function msisdnLabel(table: RangeTable, digits: string): number {
-  const [hi, lo] = splitKey(msisdnKey(digits))
-  return lookup2(table, hi, lo)
+  // splitKey, without its tuple: this runs per gateway request.
+  const key = msisdnKey(digits)
+  const hi = Math.floor(key / 1048576)
+  return lookup2(table, hi, (key - hi * 1048576) * 4096)
 }
 
 function clauseMatches(clause: CompiledClause, facts: ClientFacts, regions: Uint32Array): boolean {

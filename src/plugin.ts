@@ -166,22 +166,30 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     }
   }
 
+  // Fastify builds `request.routeOptions` afresh on every read, so the opt-out is checked only
+  // on the way to a denial: allowed requests never pay for it.
+  const optedOut = (request: FastifyRequest): boolean => request.routeOptions.config.cdniAuthz === false
+
   fastify.addHook('onRequest', (request, reply, next) => {
-    if (request.routeOptions.config.cdniAuthz === false) {
-      next()
-      return
-    }
     const live = policy
     if (live === null) {
+      if (optedOut(request)) {
+        next()
+        return
+      }
       counts.denied['no-policy']++
       request.log.warn({ cdniAuthz: { decision: 'deny', reason: 'no-policy' } }, 'cdni-authz: request denied')
       deny(reply)
       return
     }
-    extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.raw.rawHeaders, Date.now(), facts)
+    extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.raw.rawHeaders, live.usesTime ? Date.now() : 0, facts)
     const rule = decide(live, facts, scratch)
     if (isAllowed(live, rule)) {
       counts.allowed++
+      next()
+      return
+    }
+    if (optedOut(request)) {
       next()
       return
     }

@@ -72,7 +72,10 @@ t.test('an invalid initial document fails registration loudly', async (t) => {
 
 t.test('a route opts out with config.cdniAuthz = false', async (t) => {
   const app = await build({})
-  t.equal((await app.inject({ url: '/health', remoteAddress: '10.0.0.1' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/health', remoteAddress: '10.0.0.1' })).statusCode, 200, 'with no policy')
+  app.cdniAuthz.update({ deliveryCriteria: [{ region: { subnet: '192.0.2.0/24' } }] })
+  t.equal((await app.inject({ url: '/health', remoteAddress: '10.0.0.1' })).statusCode, 200, 'with a policy that denies the client')
+  t.equal((await app.inject({ url: '/content', remoteAddress: '10.0.0.1' })).statusCode, 403)
   t.equal((await app.inject({ url: '/nowhere', remoteAddress: '10.0.0.1' })).statusCode, 403, 'unknown routes are enforced too')
 })
 
