@@ -43,7 +43,8 @@ if ((await push(small)).status !== 200) throw new Error('small push refused')
 const ms = (ns) => Math.round(ns / 1e4) / 100
 const sleep = (t) => new Promise((resolve) => setTimeout(resolve, t))
 async function phase(name, during) {
-  const load = startLoad(`${contentUrl}/hello.txt`, 60)
+  // No pipelining: this measures latency, not saturation throughput.
+  const load = startLoad(`${contentUrl}/hello.txt`, 60, { LOAD_PIPELINING: '1' })
   await sleep(1500)
   const delay = monitorEventLoopDelay({ resolution: 5 })
   delay.enable()

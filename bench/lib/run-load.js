@@ -9,12 +9,15 @@ export function pinSelf(core = 0) {
   if (hasTaskset) spawnSync('taskset', ['-cp', String(core), String(process.pid)], { stdio: 'ignore' })
 }
 
-/** Starts load against `url` for at most `seconds`; `stop()` ends it early; `result` resolves with autocannon's figures. */
-export function startLoad(url, seconds) {
+/**
+ * Starts load against `url` for at most `seconds`; `stop()` ends it early; `result` resolves with
+ * autocannon's figures. `env` overrides load.js settings (LOAD_PIPELINING, LOAD_MIX, ...).
+ */
+export function startLoad(url, seconds, env = {}) {
   const script = new URL('./load.js', import.meta.url).pathname
   const command = hasTaskset ? 'taskset' : process.execPath
   const args = hasTaskset ? ['-c', '1', process.execPath, script, url, String(seconds)] : [script, url, String(seconds)]
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
   let out = ''
   child.stdout.on('data', (chunk) => (out += chunk))
   const result = new Promise((resolve, reject) => {
