@@ -26,6 +26,8 @@ export interface ApiOptions {
   bodyLimit: number
   logger: FastifyBaseLogger
   live: LiveDocument | null
+  /** Certificate and key: the API then speaks HTTPS, so the token never crosses a network in clear. */
+  https?: { cert: Buffer; key: Buffer } | null
 }
 
 export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
@@ -45,12 +47,13 @@ function problem(reply: FastifyReply, statusCode: number, error: string, message
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, store } = options
   let requests = 0
-  const api = Fastify({
+  const common = {
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimit,
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => `api-${++requests}`,
-  })
+  }
+  const api = (options.https ? Fastify({ ...common, https: options.https }) : Fastify(common)) as unknown as FastifyInstance
   let live = options.live
   const expected = digest(`Bearer ${options.token}`)
 

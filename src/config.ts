@@ -44,7 +44,7 @@ interface Setting {
 export const SETTINGS: Setting[] = [
   { key: 'host', flag: 'host', env: 'CDNI_HOST', kind: 'string', help: 'content listen address' },
   { key: 'port', flag: 'port', env: 'CDNI_PORT', kind: 'port', help: 'content listen port' },
-  { key: 'tlsCert', flag: 'tls-cert', env: 'CDNI_TLS_CERT', kind: 'path', help: 'TLS certificate file (PEM); with tlsKey, serves HTTPS' },
+  { key: 'tlsCert', flag: 'tls-cert', env: 'CDNI_TLS_CERT', kind: 'path', help: 'TLS certificate file (PEM); with tlsKey, content and push API speak HTTPS' },
   { key: 'tlsKey', flag: 'tls-key', env: 'CDNI_TLS_KEY', kind: 'path', help: 'TLS private key file (PEM)' },
   { key: 'metadata', flag: 'metadata', env: 'CDNI_METADATA', kind: 'path', help: 'metadata loaded at start when the state directory holds none' },
   { key: 'stateDir', flag: 'state-dir', env: 'CDNI_STATE_DIR', kind: 'path', help: 'where accepted metadata is kept' },

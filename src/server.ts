@@ -87,7 +87,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
   }
 
-  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, logger: content.log, live })
+  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, logger: content.log, live, https })
   return {
     content,
     api,

@@ -156,7 +156,7 @@ t.test('proxy mode: allowed requests reach the origin, denied ones never do; clo
   await closed
 })
 
-t.test('TLS: the surrogate serves HTTPS, and the protocol fact is https', async (t) => {
+t.test('TLS: content and push API both speak HTTPS, and the protocol fact is https', async (t) => {
   const { base } = workspace()
   const key = join(base, 'key.pem')
   const cert = join(base, 'cert.pem')
@@ -164,7 +164,17 @@ t.test('TLS: the surrogate serves HTTPS, and the protocol fact is https', async 
   const s = await start(config({ tlsCert: cert, tlsKey: key, trustedProxies: [] }))
   t.teardown(() => s.surrogate.close())
   t.match(s.contentUrl, /^https:/)
-  await s.push({ deliveryCriteria: [{ protocol: 'https' }] })
+  t.match(s.apiUrl, /^https:/, 'the token never crosses the network in clear')
+  const body = JSON.stringify({ deliveryCriteria: [{ protocol: 'https' }] })
+  const pushed = await new Promise<number>((resolve, reject) => {
+    const request = https.request(`${s.apiUrl}/cdni/metadata`, { method: 'PUT', rejectUnauthorized: false, headers: { ...AUTH, 'content-type': 'application/json' } }, (response) => {
+      response.resume()
+      resolve(response.statusCode as number)
+    })
+    request.on('error', reject)
+    request.end(body)
+  })
+  t.equal(pushed, 200)
   const status = await new Promise<number>((resolve, reject) => {
     https.get(`${s.contentUrl}/hello.txt`, { rejectUnauthorized: false }, (response) => {
       response.resume()
