@@ -166,9 +166,15 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     }
   }
 
-  // Fastify builds `request.routeOptions` afresh on every read, so the opt-out is checked only
-  // on the way to a denial: allowed requests never pay for it.
-  const optedOut = (request: FastifyRequest): boolean => request.routeOptions.config.cdniAuthz === false
+  // Fastify builds `request.routeOptions` afresh on every read (about a microsecond here), so the
+  // opt-out is read only on the way to a denial, and only once some route has opted out. A route
+  // registered before this plugin is not seen here: its opt-out is ignored and it stays enforced,
+  // which is the safe way to be wrong.
+  let someRouteOptedOut = false
+  fastify.addHook('onRoute', (routeOptions) => {
+    if (routeOptions.config?.cdniAuthz === false) someRouteOptedOut = true
+  })
+  const optedOut = (request: FastifyRequest): boolean => someRouteOptedOut && request.routeOptions.config.cdniAuthz === false
 
   fastify.addHook('onRequest', (request, reply, next) => {
     const live = policy

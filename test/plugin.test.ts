@@ -79,6 +79,14 @@ t.test('a route opts out with config.cdniAuthz = false', async (t) => {
   t.equal((await app.inject({ url: '/nowhere', remoteAddress: '10.0.0.1' })).statusCode, 403, 'unknown routes are enforced too')
 })
 
+t.test('an opt-out on a route registered before the plugin is not seen, and that route stays enforced', async (t) => {
+  const app = Fastify()
+  app.get('/early', { config: { cdniAuthz: false } }, async () => 'early')
+  await app.register(cdniAuthz, { metadata: { deliveryCriteria: [{ region: { subnet: '192.0.2.0/24' } }] } })
+  t.equal((await app.inject({ url: '/early', remoteAddress: '10.0.0.1' })).statusCode, 403, 'fails closed')
+  t.equal((await app.inject({ url: '/early', remoteAddress: '192.0.2.1' })).statusCode, 200)
+})
+
 t.test('profiles: the first profile whose criteria all match decides; none matches: deny', async (t) => {
   const lines: Record<string, unknown>[] = []
   const app = await build({
