@@ -85,6 +85,11 @@ function describe(setting: Setting): string {
   return `setting "${setting.key}" (config "${setting.key}", env ${setting.env}, flag --${setting.flag})`
 }
 
+/** Text of digits from env or flags as a number; anything else (and file values) as it is. */
+function wholeNumber(raw: unknown, from: 'file' | 'text'): unknown {
+  return from === 'text' && typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw
+}
+
 /** Converts one raw value (a string from env or flags, or a JSON value from the file). */
 function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir: string): unknown {
   const fail = (expected: string): never => {
@@ -98,12 +103,12 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
       if (typeof raw !== 'string' || raw.length === 0) fail('must be a file or folder path')
       return isAbsolute(raw as string) ? raw : resolve(baseDir, raw as string)
     case 'port': {
-      const n = from === 'text' && typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw
+      const n = wholeNumber(raw, from)
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) fail('must be an integer 0–65535')
       return n
     }
     case 'size': {
-      const n = from === 'text' && typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw
+      const n = wholeNumber(raw, from)
       if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1024) fail('must be a whole number of bytes, at least 1024')
       return n
     }

@@ -108,8 +108,9 @@ function describeAjvError(error: ErrorObject): Problem {
   }
 }
 
-function asList<T>(value: T | T[]): { items: T[]; pointers: string[] } | { items: T[]; pointers: null } {
-  return Array.isArray(value) ? { items: value, pointers: value.map((_, i) => `/${i}`) } : { items: [value], pointers: null }
+/** A field's value as a list: each field takes one value or a non-empty array. */
+function asList<T>(value: T | T[]): T[] {
+  return Array.isArray(value) ? value : [value]
 }
 
 function forEachValue<T>(value: T | T[], pointer: string, visit: (item: T, at: string) => void): void {
@@ -222,7 +223,7 @@ function translateRegion(t: Translation, region: Record<string, unknown>, pointe
     }
   }
   if (region.bgpAs !== undefined) {
-    model.asn = asList(region.bgpAs as number | number[]).items
+    model.asn = asList(region.bgpAs as number | number[])
     if (!t.context.asnDatabase && !t.warnedAsn) {
       t.warnedAsn = true
       t.warnings.add(`${pointer}/bgpAs`, 'bgpAs needs an AS-number database and none is configured: regions using it never match')
@@ -252,7 +253,7 @@ function translateCriteria(t: Translation, list: Record<string, unknown>[], poin
       regions.regions.push(translateRegion(t, entry.region as Record<string, unknown>, `${at}/region`))
     } else if (entry.protocol !== undefined) {
       protocols ??= { kind: 'protocol', pointer: `${at}/protocol`, protocols: [] }
-      for (const protocol of asList(entry.protocol as Protocol | Protocol[]).items) {
+      for (const protocol of asList(entry.protocol as Protocol | Protocol[])) {
         if (!protocols.protocols.includes(protocol)) protocols.protocols.push(protocol)
       }
     } else {
