@@ -14,7 +14,7 @@
  * million `{ "subnet": ... }` regions is one region with a million prefixes), so the bitset width
  * grows only with regions that combine fields, such as `subnet2` with `msdnPrefix`.
  */
-import { msisdnKey, msisdnPrefixRange } from './msisdn.js'
+import { keyHighWord, keyLowWord, msisdnKey, msisdnPrefixRange } from './msisdn.js'
 import type { ClauseKind, ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
 import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
 import type { ClientFacts } from './client-facts.js'
@@ -340,10 +340,10 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
 }
 
 function msisdnLabel(table: RangeTable, digits: string): number {
-  // splitKey, without its tuple: this runs per gateway request.
+  // The two words of splitKey, without its tuple: this runs per gateway request.
   const key = msisdnKey(digits)
-  const hi = Math.floor(key / 1048576)
-  return lookup2(table, hi, (key - hi * 1048576) * 4096)
+  const high = keyHighWord(key)
+  return lookup2(table, high, keyLowWord(key, high))
 }
 
 function clauseMatches(clause: CompiledClause, facts: ClientFacts, regions: Uint32Array): boolean {

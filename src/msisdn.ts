@@ -30,9 +30,19 @@ export function msisdnPrefixRange(digits: string): { start: [number, number]; la
   return { start: splitKey(start), last: splitKey(last) }
 }
 
+/** Word 0 of a key: its top 32 of 52 bits. */
+export function keyHighWord(key: number): number {
+  return Math.floor(key / TWO_20)
+}
+
+/** Word 1 of a key: its low 20 bits, moved to the top of the word. */
+export function keyLowWord(key: number, high: number): number {
+  return (key - high * TWO_20) * 4096
+}
+
 export function splitKey(key: number): [number, number] {
-  const hi = Math.floor(key / TWO_20)
-  return [hi, (key - hi * TWO_20) * 4096]
+  const high = keyHighWord(key)
+  return [high, keyLowWord(key, high)]
 }
 
 /** True when `text` is 1–15 ASCII digits. */
