@@ -228,7 +228,7 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
   }
 }
 
-function isProxy(trust: TrustConfig, family: Family, address: Uint32Array): boolean {
+function isProxyAddress(trust: TrustConfig, family: Family, address: Uint32Array): boolean {
   if (!trust.hasProxies) return false
   return family === 4 ? lookup1(trust.proxiesV4, address[0] as number) !== 0 : lookup4(trust.proxiesV6, address) !== 0
 }
@@ -282,6 +282,30 @@ function readHeaders(headers: HeaderSlots, rawHeaders: readonly string[]): void 
 }
 
 /**
+ * What the TCP peer of a connection is, worked out once per connection: the address, whether TLS
+ * ended on the socket, and whether the peer is one of our proxies or an operator gateway. A
+ * keep-alive connection from a load balancer carries thousands of requests, and none of this can
+ * change while it is open.
+ */
+export interface PeerFacts {
+  family: Family
+  address: Uint32Array
+  protocol: number
+  isProxy: boolean
+  /** Gateway index, or -1. */
+  gateway: number
+}
+
+/** Classifies a TCP peer (`remoteAddress` as Node gives it; undefined on a closed socket). */
+export function classifyPeer(trust: TrustConfig, remoteAddress: string | undefined, encrypted: boolean): PeerFacts {
+  const address = new Uint32Array(4)
+  const family = typeof remoteAddress === 'string' ? parseAddress(remoteAddress, address) : 0
+  const isProxy = family !== 0 && isProxyAddress(trust, family, address)
+  const gateway = family === 0 || isProxy ? -1 : gatewayOf(trust, family, address)
+  return { family, address, protocol: encrypted ? PROTOCOL_HTTPS : PROTOCOL_HTTP, isProxy, gateway }
+}
+
+/**
  * Fills `facts` for one request (TRUST.md, "The walk"). `remoteAddress` is the TCP peer,
  * `encrypted` whether TLS ended on this socket, and `rawHeaders` the request's header lines as
  * Node gives them (`request.raw.rawHeaders`).
@@ -294,6 +318,11 @@ export function extractClientFacts(
   now: number,
   facts: ClientFacts,
 ): void {
+  extractFromPeer(trust, classifyPeer(trust, remoteAddress, encrypted), rawHeaders, now, facts)
+}
+
+/** `extractClientFacts` for a peer already classified (the plugin keeps one per connection). */
+export function extractFromPeer(trust: TrustConfig, peer: PeerFacts, rawHeaders: readonly string[], now: number, facts: ClientFacts): void {
   facts.sourceFamily = 0
   facts.handsetFamily = 0
   facts.gateway = -1
@@ -301,17 +330,18 @@ export function extractClientFacts(
   facts.country = null
   facts.asn = -1
   facts.now = now
-  facts.protocol = encrypted ? PROTOCOL_HTTPS : PROTOCOL_HTTP
-  const peerFamily = typeof remoteAddress === 'string' ? parseAddress(remoteAddress, facts.peer) : 0
+  facts.protocol = peer.protocol
+  const peerFamily = peer.family
   facts.peerFamily = peerFamily
   if (peerFamily === 0) return
+  copyAddress(peer.address, facts.peer)
 
-  const peerIsProxy = isProxy(trust, peerFamily, facts.peer)
-  const peerGateway = peerIsProxy ? -1 : gatewayOf(trust, peerFamily, facts.peer)
+  const peerIsProxy = peer.isProxy
+  const peerGateway = peer.gateway
   if (!peerIsProxy && peerGateway < 0) {
     // The common case: a direct client. X-Forwarded-For is the client's own writing: ignored.
     facts.sourceFamily = peerFamily
-    copyAddress(facts.peer, facts.source)
+    copyAddress(peer.address, facts.source)
     return
   }
 
@@ -328,7 +358,7 @@ export function extractClientFacts(
       const family = readEntryBefore(xff, end, facts.source, cursor)
       end = cursor.start
       if (family === 0) return
-      if (!isProxy(trust, family, facts.source)) {
+      if (!isProxyAddress(trust, family, facts.source)) {
         sourceFamily = family
         break
       }
@@ -336,7 +366,7 @@ export function extractClientFacts(
     if (sourceFamily === 0) return
   } else {
     sourceFamily = peerFamily
-    copyAddress(facts.peer, facts.source)
+    copyAddress(peer.address, facts.source)
   }
   facts.sourceFamily = sourceFamily
   const gateway = peerIsProxy ? gatewayOf(trust, sourceFamily, facts.source) : peerGateway

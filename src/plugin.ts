@@ -3,9 +3,9 @@
  * in a callback-style `onRequest` hook (no promise per request) that only reads prepared arrays.
  */
 import type { TLSSocket } from 'node:tls'
-import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { compileTrust, createClientFacts, extractClientFacts, gatewayName, type TrustConfig, type TrustOptions } from './client-facts.js'
+import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, gatewayName, type PeerFacts, type TrustConfig, type TrustOptions } from './client-facts.js'
 import { compilePolicy, decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import { InvalidMetadataError, InvalidOptionError } from './errors.js'
 import { loadPolicyModel, parseMetadataText, type LoadContext } from './metadata.js'
@@ -73,13 +73,19 @@ declare module 'fastify' {
 /** The deny body reveals nothing of the policy (SPEC.md section 5). */
 const DENY_BODY = '{"statusCode":403,"error":"Forbidden","message":"Access denied"}'
 
+/** Whether the request's logger writes info lines: pino says so; a logger that cannot tell is
+ * assumed to write them. */
+function logsAtInfo(log: FastifyBaseLogger): boolean {
+  const { isLevelEnabled } = log as { isLevelEnabled?: (level: string) => boolean }
+  return typeof isLevelEnabled !== 'function' || isLevelEnabled.call(log, 'info')
+}
+
 function deny(reply: FastifyReply): void {
   reply.code(403).header('content-type', 'application/json; charset=utf-8').send(DENY_BODY)
 }
 
-function isEncrypted(request: FastifyRequest): boolean {
-  return (request.socket as Partial<TLSSocket> | null)?.encrypted === true
-}
+/** A connection: a TLS socket, or a plain one without `encrypted`. */
+type PeerSocket = Partial<TLSSocket>
 
 const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstance, options, done) => {
   let trust: TrustConfig
@@ -105,6 +111,21 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   const facts = createClientFacts()
   const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0 } }
   let compiler: PolicyCompiler | null = null
+  // The peer is classified once per connection, and kept per instance (two instances may trust
+  // different proxies) in a WeakMap, so that Node's socket objects are left as they are.
+  const peers = new WeakMap<PeerSocket, PeerFacts>()
+  const peerOf = (request: FastifyRequest): PeerFacts => {
+    // Node keeps a request's socket on it until the response is done (HTTP/2 gives a proxy to the
+    // session's socket), so it is there while the hook runs.
+    const socket = request.socket as PeerSocket
+    let peer = peers.get(socket)
+    if (peer === undefined) {
+      peer = classifyPeer(trust, socket.remoteAddress, socket.encrypted === true)
+      // Not kept when there is no address yet: the next request on the socket tries again.
+      if (peer.family !== 0) peers.set(socket, peer)
+    }
+    return peer
+  }
 
   const swap = (compiled: CompiledPolicy, warnings: Problem[], nextVersion = version + 1): UpdateResult => {
     // The swap: one assignment each, between two requests (the hook is synchronous).
@@ -141,7 +162,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     explain(request: FastifyRequest): Explanation | null {
       if (policy === null) return null
       const own = createClientFacts()
-      extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.raw.rawHeaders, Date.now(), own)
+      extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, Date.now(), own)
       return explain(policy, own)
     },
     prepare(text: string) {
@@ -188,7 +209,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       deny(reply)
       return
     }
-    extractClientFacts(trust, request.socket.remoteAddress, isEncrypted(request), request.raw.rawHeaders, live.usesTime ? Date.now() : 0, facts)
+    extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, live.usesTime ? Date.now() : 0, facts)
     const rule = decide(live, facts, scratch)
     if (isAllowed(live, rule)) {
       counts.allowed++
@@ -199,9 +220,14 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       next()
       return
     }
-    const { decidedBy, failed } = describeDenial(live, facts, scratch, rule)
-    const reason: DenyReason = decidedBy === null ? 'no-rule-matched' : 'deny-rule'
+    const reason: DenyReason = rule < 0 ? 'no-rule-matched' : 'deny-rule'
     counts.denied[reason]++
+    if (!logsAtInfo(request.log)) {
+      // The deny line re-walks the rules to say which field failed: built only when written.
+      deny(reply)
+      return
+    }
+    const { decidedBy, failed } = describeDenial(live, facts, scratch, rule)
     request.log.info(
       {
         cdniAuthz: {

@@ -41,6 +41,10 @@
  *   key ─► root[key >>> 16] ─┬─ leaf:  binary search entries low_c .. low_{c+1} ─► label
  *                            └─ node j: slot (key >>> 8) & 255 of node j ─► ... ─► label
  *
+ * A table of at most LEAF_INTERVALS intervals (a trust list, a handful of handset subnets) has
+ * no index at all: its lookup is the binary search over all of it, a cache line or two, where a
+ * root would take 512 KB and a cache miss per lookup.
+ *
  * So a lookup costs one or two index reads and a binary search over at most a few dozen
  * intervals (a couple of cache lines), whatever the table size: 1,000,000 IPv4 prefixes rarely
  * need a child node, while IPv6 prefixes, clustered under a few dozen /16s, get them where they
@@ -292,6 +296,8 @@ function flatten(
  * after their parent, from a work list.
  */
 function buildIndex(K: KeyWords, entries: Uint32Array, count: number): { index: Uint32Array } {
+  // Its own empty array, not a shared one: a worker transfers every table's buffers.
+  if (count <= LEAF_INTERVALS[K]) return { index: new Uint32Array(0) }
   const S = K + 1
   let index = new Uint32Array(ROOT_WORDS + 16 * NODE_WORDS)
   let used = ROOT_WORDS
@@ -398,6 +404,11 @@ const range = { lo: 0, hi: 0 }
  */
 function descend(table: RangeTable, w0: number, key: Uint32Array | null): void {
   const index = table.index
+  if (index.length === 0) {
+    range.lo = 0
+    range.hi = table.count - 1
+    return
+  }
   let at = 2 * (w0 >>> 16)
   let node = index[at + 1] as number
   let offset = 16

@@ -197,3 +197,41 @@ t.test('explain() tells field by field what matched', async (t) => {
 t.test('validateMetadata is exported for tools', async (t) => {
   t.match(validateMetadata({ deliveryCriteria: [{ protocol: 'http' }] }), { ok: true, errors: [], warnings: [] })
 })
+
+t.test('the deny line is built only for a logger that writes info lines; denials are counted either way', async (t) => {
+  const metadata = { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }] }
+  for (const logger of [{ level: 'warn' }, false] as const) {
+    const lines: string[] = []
+    const stream = new Writable({
+      write(chunk, _encoding, callback) {
+        lines.push(String(chunk))
+        callback()
+      },
+    })
+    const app = Fastify({ logger: logger === false ? false : { ...logger, stream } })
+    await app.register(cdniAuthz, { metadata })
+    app.get('/content', async () => 'ok')
+    t.teardown(() => app.close())
+    const denied = await app.inject({ url: '/content', remoteAddress: '11.0.0.1' })
+    t.equal(denied.statusCode, 403)
+    t.same(JSON.parse(denied.body), { statusCode: 403, error: 'Forbidden', message: 'Access denied' }, 'the same fixed body')
+    t.equal(app.cdniAuthz.counts.denied['no-rule-matched'], 1, `counted with logger ${JSON.stringify(logger)}`)
+    t.same(lines.filter((l) => l.includes('cdni-authz')), [], 'no deny line written')
+  }
+})
+
+t.test('the peer is classified once per connection; an unreadable peer address is not kept', async (t) => {
+  const app = await build({ metadata: { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }] }, trustedProxies: ['192.0.2.0/24'] })
+  // inject() gives every request a socket of its own; a keep-alive connection is shared, as here.
+  const { Socket } = await import('node:net')
+  const socket = new Socket()
+  let address: string | undefined = 'nonsense'
+  Object.defineProperty(socket, 'remoteAddress', { get: () => address })
+  const request = (xff: string) => ({ socket, raw: { rawHeaders: ['X-Forwarded-For', xff, 'X-Forwarded-Proto', 'http'] } }) as never
+  t.match(app.cdniAuthz.explain(request('10.1.1.1')), { allowed: false }, 'no address: no source')
+  address = '192.0.2.1'
+  t.match(app.cdniAuthz.explain(request('10.1.1.1')), { allowed: true }, 'read again once the socket has an address: a trusted proxy')
+  address = '198.51.100.1'
+  t.match(app.cdniAuthz.explain(request('10.1.1.1')), { allowed: true }, 'kept for the connection: classified once')
+  socket.destroy()
+})

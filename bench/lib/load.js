@@ -14,7 +14,9 @@ const requests = [
 ]
 // LOAD_MIX=allowed keeps only the requests the benchmark policy allows (the plugin's full cost:
 // a denial short-circuits the route handler and is cheaper than an allowed request).
-const mix = process.env.LOAD_MIX === 'allowed' ? [requests[0], requests[2]] : requests
+// LOAD_ONLY=1,3 sends only those requests of the list (to cost one path at a time).
+const only = process.env.LOAD_ONLY?.split(',').map((i) => requests[Number(i)])
+const mix = only ?? (process.env.LOAD_MIX === 'allowed' ? [requests[0], requests[2]] : requests)
 if (!url.startsWith('http://127.0.0.1')) throw new Error('load tests target 127.0.0.1 only')
 // Pipelining keeps the server, not this single-core load generator, the bottleneck.
 const pipelining = Number(process.env.LOAD_PIPELINING ?? 8)
