@@ -29,8 +29,13 @@ if (mode === 'plugin') {
 } else if (mode === 'empty-hook') {
   // The floor: what any onRequest hook costs Fastify, whatever it does.
   app.addHook('onRequest', (_request, _reply, next) => next())
+} else if (mode === 'deny-hook') {
+  // The floor for denials: what Fastify costs to answer 403 from a hook, with no decision made.
+  app.addHook('onRequest', (_request, reply) => {
+    reply.code(403).header('content-type', 'application/json; charset=utf-8').send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
+  })
 } else if (mode !== 'bare') {
-  throw new Error('mode is bare, empty-hook or plugin')
+  throw new Error('mode is bare, empty-hook, deny-hook or plugin')
 }
 app.get('/hello', async () => 'hello')
 const url = await app.listen({ host: '127.0.0.1', port: 0 })
