@@ -53,10 +53,62 @@ function loadSchema(name: string): object {
   return JSON.parse(readFileSync(new URL(`../schemas/${name}`, import.meta.url), 'utf8')) as object
 }
 
+const criteriaSchema = loadSchema('delivery-criteria.schema.json')
+const profilesSchema = loadSchema('delivery-profiles.schema.json')
+/** The whole documents, checked by validators that stop at the first error: a yes or a no. */
+const firstError = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true })
+firstError.addSchema(loadSchema('criteria.schema.json'))
+const validateCriteriaDocument = firstError.compile(criteriaSchema)
+const validateProfilesDocument = firstError.compile(profilesSchema)
+/** The pieces of a refused document, checked for every error. */
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true })
 ajv.addSchema(loadSchema('criteria.schema.json'))
-const validateCriteriaDocument = ajv.compile(loadSchema('delivery-criteria.schema.json'))
-const validateProfilesDocument = ajv.compile(loadSchema('delivery-profiles.schema.json'))
+
+/*
+ * Collecting every error of an invalid document in one ajv call is quadratic in the number of
+ * failing criteria entries: ajv's generated code concatenates a referenced schema's errors onto
+ * everything so far, entry after entry (30,000 bad entries took 2.4 s, found by
+ * test/fuzz-metadata.test.ts; a million would take hours). So an invalid document is checked
+ * again in pieces: its shell, with the criteria lists' entries left out, then each entry on its
+ * own against the same definition. Together they are the same schema; a valid document never
+ * takes this path.
+ */
+const ENTRY_REF = 'urn:cdni-authz:schema:criteria#/definitions/entry'
+const LIST_WITHOUT_ENTRIES = { type: 'array', minItems: 1 }
+const validateEntry = ajv.getSchema(ENTRY_REF) as ValidateFunction
+const criteriaShell = structuredClone(criteriaSchema) as { $id: string; properties: Record<string, unknown> }
+criteriaShell.$id += ':shell'
+criteriaShell.properties.deliveryCriteria = LIST_WITHOUT_ENTRIES
+const profilesShell = structuredClone(profilesSchema) as { $id: string; properties: { deliveryProfiles: { items: { properties: Record<string, unknown> } } } }
+profilesShell.$id += ':shell'
+profilesShell.properties.deliveryProfiles.items.properties.deliveryCriteria = LIST_WITHOUT_ENTRIES
+const validateCriteriaShell = ajv.compile(criteriaShell)
+const validateProfilesShell = ajv.compile(profilesShell)
+
+/** Every schema error of a document the full validator refused, in linear time. */
+function collectSchemaErrors(format: MetadataFormat, doc: Record<string, unknown>, errors: ProblemList): void {
+  const shell = format === 'deliveryCriteria' ? validateCriteriaShell : validateProfilesShell
+  if (!shell(doc)) for (const error of shell.errors as ErrorObject[]) errors.add(...describe(error, ''))
+  const lists: [string, unknown][] = []
+  if (format === 'deliveryCriteria') {
+    lists.push(['/deliveryCriteria', doc.deliveryCriteria])
+  } else if (Array.isArray(doc.deliveryProfiles)) {
+    doc.deliveryProfiles.forEach((profile: unknown, p) => {
+      if (typeof profile === 'object' && profile !== null) lists.push([`/deliveryProfiles/${p}/deliveryCriteria`, (profile as Record<string, unknown>).deliveryCriteria])
+    })
+  }
+  for (const [at, list] of lists) {
+    if (!Array.isArray(list)) continue
+    list.forEach((entry: unknown, i) => {
+      if (!validateEntry(entry)) for (const error of validateEntry.errors as ErrorObject[]) errors.add(...describe(error, `${at}/${i}`))
+    })
+  }
+}
+
+const describe = (error: ErrorObject, at: string): [string, string] => {
+  const problem = describeAjvError({ ...error, instancePath: at + error.instancePath })
+  return [problem.pointer, problem.message]
+}
 
 /** Collects problems up to the cap, counting the ones it drops. */
 class ProblemList {
@@ -309,12 +361,9 @@ export function loadPolicyModel(doc: unknown, context: LoadContext = DEFAULT_LOA
       warnings: [],
     }
   }
-  const validate: ValidateFunction = format === 'deliveryCriteria' ? validateCriteriaDocument : validateProfilesDocument
+  const validate = format === 'deliveryCriteria' ? validateCriteriaDocument : validateProfilesDocument
   if (!validate(doc)) {
-    for (const error of validate.errors as ErrorObject[]) {
-      const problem = describeAjvError(error)
-      t.errors.add(problem.pointer, problem.message)
-    }
+    collectSchemaErrors(format, doc as Record<string, unknown>, t.errors)
     return { ok: false, model: null, errors: t.errors.done(), warnings: [] }
   }
   const document = doc as Record<string, unknown>
@@ -368,9 +417,14 @@ export function parseMetadataText(text: string): { ok: true; value: unknown } | 
     return { ok: true, value: JSON.parse(text) as unknown }
   } catch (err) {
     const errors: ParseError[] = []
-    parseTolerant(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false })
+    try {
+      parseTolerant(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false })
+    } catch {
+      // jsonc-parser descends recursively: nesting thousands deep overflows its stack (found by
+      // test/fuzz-metadata.test.ts). V8's own message is then all there is.
+      errors.length = 0
+    }
     const first = errors[0]
-    /* c8 ignore next 2 - defensive: strict jsonc-parser has refused every text JSON.parse refuses in our tests */
     const position = first ? first.offset : text.length
     const reason = first ? printParseErrorCode(first.error) : (err as Error).message
     const before = text.slice(0, position)
