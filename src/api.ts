@@ -7,7 +7,9 @@
  * then swapped in and acknowledged. Any failure before the swap leaves the live policy as it was.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
+import { createServer as createHttpServer } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyHttpsOptions, type FastifyServerFactory } from 'fastify'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from './plugin.js'
 import type { StateStore } from './state.js'
@@ -24,6 +26,8 @@ export interface ApiOptions {
   store: StateStore
   token: string
   bodyLimit: number
+  /** Longest a client may take to send a whole request, in milliseconds. */
+  requestTimeout: number
   logger: FastifyBaseLogger
   live: LiveDocument | null
   /** Certificate and key: the API then speaks HTTPS, so the token never crosses a network in clear. */
@@ -44,16 +48,29 @@ function problem(reply: FastifyReply, statusCode: number, error: string, message
   return reply.code(statusCode).send({ statusCode, error, message, ...extra })
 }
 
+/**
+ * A Fastify `serverFactory` whose server cuts off a client that trickles its request (slowloris):
+ * 408 once `requestTimeout` ms have passed, then the socket closes. The server is built here
+ * because Node looks for such requests only every 30 s unless told at construction, and Fastify
+ * does not pass that setting on (a stalled body was answered after 60 s, not 1.5; found by
+ * test/push-abuse.test.ts).
+ */
+export function timedServer(requestTimeout: number, tls: { cert: Buffer; key: Buffer } | null): FastifyServerFactory {
+  const options = { requestTimeout, connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeout / 2)) }
+  return (handler) => (tls ? createHttpsServer({ ...tls, ...options }, handler) : createHttpServer(options, handler))
+}
+
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, store } = options
   let requests = 0
   const common = {
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimit,
+    serverFactory: timedServer(options.requestTimeout, options.https ?? null),
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => `api-${++requests}`,
   }
-  const api = (options.https ? Fastify({ ...common, https: options.https }) : Fastify(common)) as unknown as FastifyInstance
+  const api = (options.https ? Fastify({ ...common, https: options.https } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify(common)) as unknown as FastifyInstance
   let live = options.live
   const expected = digest(`Bearer ${options.token}`)
 

@@ -22,6 +22,7 @@ export interface ServerConfig {
   apiPort: number
   apiToken: string | null
   bodyLimit: number
+  requestTimeout: number
   logLevel: string
   logMsisdn: 'off' | 'masked' | 'full'
 }
@@ -30,7 +31,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-type Kind = 'string' | 'path' | 'port' | 'size' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog'
+type Kind = 'string' | 'path' | 'port' | 'size' | 'millis' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog'
 
 interface Setting {
   key: keyof ServerConfig
@@ -56,6 +57,7 @@ export const SETTINGS: Setting[] = [
   { key: 'apiPort', flag: 'api-port', env: 'CDNI_API_PORT', kind: 'port', help: 'push API listen port' },
   { key: 'apiToken', flag: 'api-token-file', env: 'CDNI_API_TOKEN', kind: 'string', help: 'bearer token of the push API (the flag names a file holding it)' },
   { key: 'bodyLimit', flag: 'body-limit', env: 'CDNI_BODY_LIMIT', kind: 'size', help: 'largest metadata push, in bytes' },
+  { key: 'requestTimeout', flag: 'request-timeout', env: 'CDNI_REQUEST_TIMEOUT', kind: 'millis', help: 'longest a client may take to send a whole request, in milliseconds (both listeners)' },
   { key: 'logLevel', flag: 'log-level', env: 'CDNI_LOG_LEVEL', kind: 'level', help: 'fatal, error, warn, info, debug, trace or silent' },
   { key: 'logMsisdn', flag: 'log-msisdn', env: 'CDNI_LOG_MSISDN', kind: 'msisdnLog', help: 'off, masked or full: MSISDNs in deny lines' },
 ]
@@ -75,6 +77,7 @@ export const DEFAULTS: ServerConfig = {
   apiPort: 8081,
   apiToken: null,
   bodyLimit: 64 * 1024 * 1024,
+  requestTimeout: 30_000,
   logLevel: 'info',
   logMsisdn: 'off',
 }
@@ -110,6 +113,11 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
     case 'size': {
       const n = wholeNumber(raw, from)
       if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1024) fail('must be a whole number of bytes, at least 1024')
+      return n
+    }
+    case 'millis': {
+      const n = wholeNumber(raw, from)
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 100 || n > 3_600_000) fail('must be a whole number of milliseconds, 100–3600000')
       return n
     }
     case 'list': {

@@ -6,10 +6,11 @@
  */
 import { readFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance } from 'fastify'
+import type { Server as HttpsServer } from 'node:https'
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
-import { buildApi, type LiveDocument } from './api.js'
+import { buildApi, timedServer, type LiveDocument } from './api.js'
 import { ConfigError, type ServerConfig } from './config.js'
 import cdniAuthz from './plugin.js'
 import { StateError, StateStore } from './state.js'
@@ -45,9 +46,10 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     // Per-request lines would log every client address; the plugin logs one line per denial.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    serverFactory: timedServer(config.requestTimeout, https),
     ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
   }
-  const content = (https ? Fastify({ ...common, https }) : Fastify(common)) as unknown as FastifyInstance
+  const content = (https ? Fastify({ ...common, https } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify(common)) as unknown as FastifyInstance
   // While closing, every response ends its connection: an in-flight request's keep-alive socket
   // would otherwise hold the shutdown until the client's idle timeout.
   let closing = false
@@ -87,7 +89,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
   }
 
-  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, logger: content.log, live, https })
+  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, requestTimeout: config.requestTimeout, logger: content.log, live, https })
   return {
     content,
     api,

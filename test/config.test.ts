@@ -19,8 +19,8 @@ t.test('defaults, then the file, then the environment, then flags', async (t) =>
   t.match(fromFile, { host: DEFAULTS.host, port: 9000, root: join(dir, 'content'), trustedProxies: ['10.0.0.0/8'], apiToken: 'a-long-enough-token-123' })
   const fromEnv = loadConfig(sources({ file: join(dir, 'config.json'), env: { CDNI_PORT: '9100', CDNI_TRUSTED_PROXIES: '192.0.2.0/24, 198.51.100.0/24', CDNI_GATEWAYS: '[{"name":"op","cidrs":["203.0.113.0/28"],"countryCode":"86"}]' } }))
   t.match(fromEnv, { port: 9100, trustedProxies: ['192.0.2.0/24', '198.51.100.0/24'], gateways: [{ name: 'op' }] })
-  const fromFlags = loadConfig(sources({ file: join(dir, 'config.json'), env: { CDNI_PORT: '9100' }, flags: { port: '9200', 'api-token-file': 'token.txt', 'log-msisdn': 'masked', 'body-limit': '2048' } }))
-  t.match(fromFlags, { port: 9200, apiToken: 'file-token-0123456789abcdef', logMsisdn: 'masked', bodyLimit: 2048 })
+  const fromFlags = loadConfig(sources({ file: join(dir, 'config.json'), env: { CDNI_PORT: '9100' }, flags: { port: '9200', 'api-token-file': 'token.txt', 'log-msisdn': 'masked', 'body-limit': '2048', 'request-timeout': '1500' } }))
+  t.match(fromFlags, { port: 9200, apiToken: 'file-token-0123456789abcdef', logMsisdn: 'masked', bodyLimit: 2048, requestTimeout: 1500 })
   t.match(loadConfig(sources({ flags: { origin: 'https://origin.example' } })), { origin: 'https://origin.example', root: null })
   t.match(loadConfig(sources({}), 'check'), { root: null, origin: null }, 'checking a request needs no content source')
   t.equal(loadConfig(sources({ flags: { root: 'x' }, env: { CDNI_LOG_LEVEL: 'warn', CDNI_HOST: '' } })).logLevel, 'warn', 'an empty environment variable is unset')
@@ -33,6 +33,7 @@ t.test('every bad value is refused with the setting and every way to set it', as
     [{ flags: { port: '80a', root: 'x' } }, /setting "port" \(config "port", env CDNI_PORT, flag --port\): must be an integer 0–65535, got "80a"/],
     [{ env: { CDNI_API_PORT: '70000' }, flags: { root: 'x' } }, /"apiPort".*0–65535/],
     [{ flags: { 'body-limit': '12', root: 'x' } }, /"bodyLimit".*at least 1024/],
+    [{ flags: { 'request-timeout': '5', root: 'x' } }, /"requestTimeout".*100–3600000, got "5"/],
     [{ flags: { 'log-level': 'loud', root: 'x' } }, /"logLevel".*fatal, error/],
     [{ flags: { 'log-msisdn': 'yes', root: 'x' } }, /"logMsisdn".*off, masked or full/],
     [{ flags: { origin: 'ftp://x' } }, /"origin".*http:\/\/ or https:\/\//],

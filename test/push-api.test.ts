@@ -194,7 +194,7 @@ t.test('an unexpected failure inside a push is a logged 500, and changes nothing
     summary: null,
     counts: { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0 } },
   } as unknown as CdniAuthz
-  const api = buildApi({ authz, store: new StateStore(workspace().stateDir), token: TOKEN, bodyLimit: 4096, logger, live: null })
+  const api = buildApi({ authz, store: new StateStore(workspace().stateDir), token: TOKEN, bodyLimit: 4096, requestTimeout: 30_000, logger, live: null })
   const response = await api.inject({ method: 'PUT', url: '/cdni/metadata', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{}' })
   t.equal(response.statusCode, 500)
   t.match(lines.join(''), /worker vanished/)
