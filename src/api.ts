@@ -9,7 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyHttpsOptions, type FastifyServerFactory } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyHttpsOptions, type FastifyServerFactory, type FastifyServerOptions } from 'fastify'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from './plugin.js'
 import type { StateStore } from './state.js'
@@ -31,7 +31,7 @@ export interface ApiOptions {
   logger: FastifyBaseLogger
   live: LiveDocument | null
   /** Certificate and key: the API then speaks HTTPS, so the token never crosses a network in clear. */
-  https?: { cert: Buffer; key: Buffer } | null
+  https?: Tls | null
 }
 
 export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
@@ -48,29 +48,36 @@ function problem(reply: FastifyReply, statusCode: number, error: string, message
   return reply.code(statusCode).send({ statusCode, error, message, ...extra })
 }
 
+/** TLS material for a listener. */
+export type Tls = { cert: Buffer; key: Buffer }
+
 /**
- * A Fastify `serverFactory` whose server cuts off a client that trickles its request (slowloris):
- * 408 once `requestTimeout` ms have passed, then the socket closes. The server is built here
- * because Node looks for such requests only every 30 s unless told at construction, and Fastify
- * does not pass that setting on (a stalled body was answered after 60 s, not 1.5; found by
- * test/push-abuse.test.ts).
+ * A Fastify instance (HTTPS when `tls` is given) whose server cuts off a client that trickles its
+ * request (slowloris): 408 once `requestTimeout` ms have passed, then the socket closes. The
+ * server is built by a `serverFactory` because Node looks for such requests only every 30 s
+ * unless told at construction, and Fastify does not pass that setting on (a stalled body was
+ * answered after 60 s, not 1.5; found by test/push-abuse.test.ts). Both listeners use it.
  */
-export function timedServer(requestTimeout: number, tls: { cert: Buffer; key: Buffer } | null): FastifyServerFactory {
-  const options = { requestTimeout, connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeout / 2)) }
-  return (handler) => (tls ? createHttpsServer({ ...tls, ...options }, handler) : createHttpServer(options, handler))
+export function timedFastify(options: FastifyServerOptions, tls: Tls | null, requestTimeout: number): FastifyInstance {
+  const settings = { requestTimeout, connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeout / 2)) }
+  const serverFactory: FastifyServerFactory = (handler) => (tls ? createHttpsServer({ ...tls, ...settings }, handler) : createHttpServer(settings, handler))
+  // With TLS, `https` still goes to Fastify: it is what makes listen() answer https:// addresses.
+  return (tls ? Fastify({ ...options, serverFactory, https: tls } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify({ ...options, serverFactory })) as unknown as FastifyInstance
 }
 
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, store } = options
   let requests = 0
-  const common = {
-    loggerInstance: options.logger,
-    bodyLimit: options.bodyLimit,
-    serverFactory: timedServer(options.requestTimeout, options.https ?? null),
-    logController: new LogController({ disableRequestLogging: true }),
-    genReqId: () => `api-${++requests}`,
-  }
-  const api = (options.https ? Fastify({ ...common, https: options.https } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify(common)) as unknown as FastifyInstance
+  const api = timedFastify(
+    {
+      loggerInstance: options.logger,
+      bodyLimit: options.bodyLimit,
+      logController: new LogController({ disableRequestLogging: true }),
+      genReqId: () => `api-${++requests}`,
+    },
+    options.https ?? null,
+    options.requestTimeout,
+  )
   let live = options.live
   const expected = digest(`Bearer ${options.token}`)
 

@@ -53,16 +53,17 @@ function loadSchema(name: string): object {
   return JSON.parse(readFileSync(new URL(`../schemas/${name}`, import.meta.url), 'utf8')) as object
 }
 
+const definitions = loadSchema('criteria.schema.json')
 const criteriaSchema = loadSchema('delivery-criteria.schema.json')
 const profilesSchema = loadSchema('delivery-profiles.schema.json')
 /** The whole documents, checked by validators that stop at the first error: a yes or a no. */
 const firstError = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true })
-firstError.addSchema(loadSchema('criteria.schema.json'))
+firstError.addSchema(definitions)
 const validateCriteriaDocument = firstError.compile(criteriaSchema)
 const validateProfilesDocument = firstError.compile(profilesSchema)
 /** The pieces of a refused document, checked for every error. */
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true })
-ajv.addSchema(loadSchema('criteria.schema.json'))
+ajv.addSchema(definitions)
 
 /*
  * Collecting every error of an invalid document in one ajv call is quadratic in the number of

@@ -6,11 +6,10 @@
  */
 import { readFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance } from 'fastify'
-import type { Server as HttpsServer } from 'node:https'
+import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
-import { buildApi, timedServer, type LiveDocument } from './api.js'
+import { buildApi, timedFastify, type LiveDocument } from './api.js'
 import { ConfigError, type ServerConfig } from './config.js'
 import cdniAuthz from './plugin.js'
 import { StateError, StateStore } from './state.js'
@@ -42,14 +41,16 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     throw new ConfigError('the push API needs a bearer token (config "apiToken", env CDNI_API_TOKEN, or --api-token-file); refusing to run it open')
   }
   const https = config.tlsCert !== null && config.tlsKey !== null ? { cert: readPem(config.tlsCert, 'tlsCert'), key: readPem(config.tlsKey, 'tlsKey') } : null
-  const common = {
-    // Per-request lines would log every client address; the plugin logs one line per denial.
-    logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
-    serverFactory: timedServer(config.requestTimeout, https),
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
-  }
-  const content = (https ? Fastify({ ...common, https } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify(common)) as unknown as FastifyInstance
+  const content = timedFastify(
+    {
+      // Per-request lines would log every client address; the plugin logs one line per denial.
+      logController: new LogController({ disableRequestLogging: true }),
+      return503OnClosing: true,
+      ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
+    },
+    https,
+    config.requestTimeout,
+  )
   // While closing, every response ends its connection: an in-flight request's keep-alive socket
   // would otherwise hold the shutdown until the client's idle timeout.
   let closing = false
