@@ -79,36 +79,49 @@ const replacement: fc.Arbitrary<unknown> = fc.oneof(
   }),
 )
 
-/** Every path to a node of a document (iteratively: the documents nest thousands deep). */
-function paths(doc: unknown): (string | number)[][] {
-  const out: (string | number)[][] = []
-  const work: [unknown, (string | number)[]][] = [[doc, []]]
+/** A node of a document, as its place in its parent (null for the root). */
+type Place = { parent: Record<string | number, unknown>; key: string | number } | null
+
+/**
+ * Every node of a document, in depth-first order, iteratively (the documents nest a thousand
+ * deep). Each node is kept as its parent and key, not as a path from the root: paths cost the
+ * square of the depth, and a 30,000-entry array a thousand levels down took gigabytes.
+ */
+function places(doc: unknown): Place[] {
+  const out: Place[] = []
+  const work: [unknown, Place][] = [[doc, null]]
   for (let item = work.pop(); item !== undefined; item = work.pop()) {
-    const [node, path] = item
-    out.push(path)
-    if (typeof node === 'object' && node !== null) for (const [k, v] of Object.entries(node)) work.push([v, [...path, Array.isArray(node) ? Number(k) : k]])
+    const [node, place] = item
+    out.push(place)
+    if (typeof node === 'object' && node !== null) {
+      const parent = node as Record<string | number, unknown>
+      for (const [k, v] of Object.entries(node)) work.push([v, { parent, key: Array.isArray(node) ? Number(k) : k }])
+    }
   }
   return out
 }
 
 type Mutation = { kind: 'replace'; at: number; value: unknown } | { kind: 'delete'; at: number } | { kind: 'add'; at: number; key: string; value: unknown }
 
+/**
+ * Applies mutations to a copy of `doc`. Inserted values are copied too: fast-check hands out the
+ * same constant objects ({}, []) again and again, and mutating them in place made them grow from
+ * run to run and, once one was inserted into itself, cyclic (the walk then never ended).
+ */
 function mutate(doc: unknown, mutations: Mutation[]): unknown {
-  const copy = structuredClone(doc)
-  let root: unknown = copy
-  for (const m of mutations) {
-    const all = paths(root)
-    const path = all[m.at % all.length] as (string | number)[]
-    if (path.length === 0) {
+  let root: unknown = structuredClone(doc)
+  for (const original of mutations) {
+    const m = 'value' in original ? { ...original, value: structuredClone(original.value) } : original
+    const all = places(root)
+    const place = all[m.at % all.length] as Place
+    if (place === null) {
       if (m.kind === 'replace') root = m.value
       continue
     }
-    let parent = root as Record<string | number, unknown>
-    for (const step of path.slice(0, -1)) parent = parent[step] as Record<string | number, unknown>
-    const last = path[path.length - 1] as string | number
-    if (m.kind === 'replace') parent[last] = m.value
-    else if (m.kind === 'delete') Array.isArray(parent) ? parent.splice(last as number, 1) : delete parent[last]
-    else if (typeof parent[last] === 'object' && parent[last] !== null && !Array.isArray(parent[last])) (parent[last] as Record<string, unknown>)[m.key] = m.value
+    const { parent, key } = place
+    if (m.kind === 'replace') parent[key] = m.value
+    else if (m.kind === 'delete') Array.isArray(parent) ? parent.splice(key as number, 1) : delete parent[key]
+    else if (typeof parent[key] === 'object' && parent[key] !== null && !Array.isArray(parent[key])) (parent[key] as Record<string, unknown>)[m.key] = m.value
   }
   return root
 }
