@@ -1,16 +1,14 @@
 // End to end over HTTP: bare Fastify against Fastify with the plugin and a million-prefix policy,
 // each server in its own process on core 0, autocannon on core 1.
-import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startLoad, pinned } from './lib/run-load.js'
+import { spawnNode, startLoad, pinned } from './lib/run-load.js'
 import { ipv4Prefixes, median } from './lib/data.js'
 
 const seconds = Number(process.env.BENCH_HTTP_SECONDS ?? 4)
 const rounds = Number(process.env.BENCH_HTTP_ROUNDS ?? 5)
 const size = Number(process.env.BENCH_PREFIXES ?? 1_000_000)
-const hasTaskset = spawnSync('taskset', ['-V']).status === 0
 
 // The same young-generation size for both servers: left to itself, V8 grows it in the plugin
 // server while it builds the million-prefix policy, which then makes that server scavenge less
@@ -37,9 +35,7 @@ writeFileSync(policyFile, JSON.stringify({
 
 async function serve(mode) {
   const script = new URL('./lib/http-server.js', import.meta.url).pathname
-  const child = hasTaskset
-    ? spawn('taskset', ['-c', '0', process.execPath, ...NODE_FLAGS, script, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: { ...process.env, BENCH_POLICY: policyFile } })
-    : spawn(process.execPath, [...NODE_FLAGS, script, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: { ...process.env, BENCH_POLICY: policyFile } })
+  const child = spawnNode(0, [...NODE_FLAGS, script, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: { ...process.env, BENCH_POLICY: policyFile } })
   const url = await new Promise((resolve, reject) => {
     let out = ''
     child.stdout.on('data', (chunk) => {

@@ -83,7 +83,8 @@ function buildCidrMatcher() {
 function buildIpTrie() {
   const trie = new IPTrie()
   for (const p of prefixes) trie.add(p.text.split('/')[0], p.length, true)
-  return (text) => trie.find(text) !== null && trie.find(text) !== undefined
+  // find() gives the stored value, or null/undefined for no match: one call per lookup.
+  return (text) => trie.find(text) != null
 }
 
 const peers = [

@@ -9,15 +9,18 @@ export function pinSelf(core = 0) {
   if (hasTaskset) spawnSync('taskset', ['-cp', String(core), String(process.pid)], { stdio: 'ignore' })
 }
 
+/** Spawns Node with `args`, pinned to `core` when taskset is there. */
+export function spawnNode(core, args, options) {
+  return hasTaskset ? spawn('taskset', ['-c', String(core), process.execPath, ...args], options) : spawn(process.execPath, args, options)
+}
+
 /**
  * Starts load against `url` for at most `seconds`; `stop()` ends it early; `result` resolves with
  * autocannon's figures. `env` overrides load.js settings (LOAD_PIPELINING, LOAD_MIX, ...).
  */
 export function startLoad(url, seconds, env = {}) {
   const script = new URL('./load.js', import.meta.url).pathname
-  const command = hasTaskset ? 'taskset' : process.execPath
-  const args = hasTaskset ? ['-c', '1', process.execPath, script, url, String(seconds)] : [script, url, String(seconds)]
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  const child = spawnNode(1, [script, url, String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
   let out = ''
   child.stdout.on('data', (chunk) => (out += chunk))
   const result = new Promise((resolve, reject) => {
