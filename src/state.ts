@@ -1,9 +1,17 @@
 /**
  * The state directory: the last accepted metadata document, kept so a restart serves what was
- * acknowledged. Writes are atomic (temporary file, fsync, rename, fsync of the directory), so a
- * crash leaves either the old document or the new one, never a torn one.
+ * acknowledged.
+ *
+ * Two files. `metadata.json` is the document exactly as the uCDN pushed it; its rename is the one
+ * commit point. `state.json` records the version and the SHA-256 of the document it was written
+ * for, and is made durable *before* the document, so on disk it is either about the document
+ * beside it or about the one push after it whose document never landed (a crash or a full disk
+ * between the two). A reader tells the two apart by the digest. Every file is written whole to a
+ * temporary name, synced, renamed and its directory synced, so a crash leaves the old file or the
+ * new one, never a torn one; temporaries a crash left behind are removed at the next start.
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 
 export const DOCUMENT_FILE = 'metadata.json'
@@ -19,23 +27,9 @@ export interface StoredState {
 }
 
 let sequence = 0
+const TEMPORARY = /^\.(metadata|state)\.json\.\d+\.\d+\.tmp$/
 
-async function writeAtomically(dir: string, name: string, data: string): Promise<void> {
-  const temporary = join(dir, `.${name}.${process.pid}.${++sequence}.tmp`)
-  const file = await open(temporary, 'w', 0o600)
-  try {
-    await file.writeFile(data)
-    await file.sync()
-  } finally {
-    await file.close()
-  }
-  try {
-    await rename(temporary, join(dir, name))
-  } catch (err) {
-    await rm(temporary, { force: true })
-    throw err
-  }
-}
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
 
 async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r')
@@ -46,11 +40,47 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** Writes `name` whole or not at all; a failure (a full disk, say) leaves no temporary behind. */
+async function writeAtomically(dir: string, name: string, data: string): Promise<void> {
+  const temporary = join(dir, `.${name}.${process.pid}.${++sequence}.tmp`)
+  try {
+    const file = await open(temporary, 'w', 0o600)
+    try {
+      await file.writeFile(data)
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    await rename(temporary, join(dir, name))
+  } catch (err) {
+    await rm(temporary, { force: true })
+    throw err
+  }
+  await syncDirectory(dir)
+}
+
+function storedVersion(text: string, stateText: string | null): number {
+  if (stateText === null) return 1
+  let state: { version?: unknown; sha256?: unknown }
+  try {
+    state = JSON.parse(stateText) as typeof state
+  } catch {
+    return 1 // The version is informational; a damaged state.json restarts the count.
+  }
+  if (typeof state.version !== 'number' || !Number.isSafeInteger(state.version) || state.version < 1) return 1
+  // A record about another document is about the push after this one, which never committed.
+  return state.sha256 === undefined || state.sha256 === sha256(text) ? state.version : Math.max(1, state.version - 1)
+}
+
 export class StateStore {
   constructor(readonly dir: string) {}
 
-  /** The stored document, or null when there is none yet. Unreadable state is a StateError. */
+  /**
+   * The stored document, or null when there is none yet. Unreadable state is a StateError.
+   * Called once at start: it also clears temporaries left by a writer that was killed.
+   */
   async read(): Promise<StoredState | null> {
+    await this.clearTemporaries()
     let text: string
     try {
       text = await readFile(join(this.dir, DOCUMENT_FILE), 'utf8')
@@ -58,21 +88,22 @@ export class StateStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
       throw new StateError(`cannot read ${join(this.dir, DOCUMENT_FILE)}: ${(err as Error).message}`)
     }
-    let version = 1
-    try {
-      const state = JSON.parse(await readFile(join(this.dir, STATE_FILE), 'utf8')) as { version?: unknown }
-      if (typeof state.version === 'number' && Number.isSafeInteger(state.version) && state.version > 0) version = state.version
-    } catch {
-      // The version is informational; a missing or damaged state.json restarts the count.
-    }
-    return { text, version }
+    const stateText = await readFile(join(this.dir, STATE_FILE), 'utf8').catch(() => null)
+    return { text, version: storedVersion(text, stateText) }
   }
 
-  /** Stores a document durably before it is acknowledged. */
+  private async clearTemporaries(): Promise<void> {
+    // No directory yet means nothing to clear; anything worse is reported by the read that follows.
+    const names = await readdir(this.dir).catch(() => [])
+    for (const name of names) {
+      if (TEMPORARY.test(name)) await rm(join(this.dir, name), { force: true })
+    }
+  }
+
+  /** Stores a document durably before it is acknowledged; throws (changing nothing read back) if it cannot. */
   async write(text: string, version: number): Promise<void> {
     await mkdir(this.dir, { recursive: true })
+    await writeAtomically(this.dir, STATE_FILE, JSON.stringify({ version, sha256: sha256(text), storedAt: new Date().toISOString() }))
     await writeAtomically(this.dir, DOCUMENT_FILE, text)
-    await writeAtomically(this.dir, STATE_FILE, JSON.stringify({ version, storedAt: new Date().toISOString() }))
-    await syncDirectory(this.dir)
   }
 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StateStore } from '../src/state.js'
 
@@ -29,5 +29,29 @@ t.test('a failed rename removes its temporary file and reports the error', async
   mkdirSync(join(dir, 'metadata.json'))
   mkdirSync(join(dir, 'metadata.json', 'keep'))
   await t.rejects(new StateStore(dir).write('{}', 1), { code: /EISDIR|ENOTEMPTY|EEXIST/ })
-  t.same(readdirSync(dir), ['metadata.json'])
+  t.same(readdirSync(dir).sort(), ['metadata.json', 'state.json'], 'no temporary left; the record names a document that never landed')
+})
+
+t.test('a record ahead of its document (the push after it never landed) reads as the version before', async (t) => {
+  const dir = t.testdir({})
+  const store = new StateStore(dir)
+  await store.write('{"first":1}', 4)
+  // What a crash (or a full disk) between the two renames leaves: the record of push 5, document 4.
+  const record = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { sha256: string }
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ version: 5, sha256: record.sha256.replace(/^./, (c) => (c === '0' ? '1' : '0')) }))
+  t.same(await store.read(), { text: '{"first":1}', version: 4 })
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ version: 1, sha256: 'other' }))
+  t.same(await store.read(), { text: '{"first":1}', version: 1 }, 'never below 1')
+  writeFileSync(join(dir, 'state.json'), JSON.stringify({ version: 9 }))
+  t.same(await store.read(), { text: '{"first":1}', version: 9 }, 'a record without a digest (an older release) is believed')
+})
+
+t.test('temporaries a killed writer left behind are cleared at start, even before any document landed', async (t) => {
+  const dir = t.testdir({ '.state.json.123.1.tmp': '{"ver', '.metadata.json.123.2.tmp': '{"deliv', 'other.tmp': 'kept' })
+  t.equal(await new StateStore(dir).read(), null)
+  t.same(readdirSync(dir), ['other.tmp'], 'only our own temporaries are removed')
+  writeFileSync(join(dir, '.metadata.json.77.3.tmp'), 'torn')
+  writeFileSync(join(dir, 'metadata.json'), '{}')
+  t.same(await new StateStore(dir).read(), { text: '{}', version: 1 })
+  t.same(readdirSync(dir).sort(), ['metadata.json', 'other.tmp'])
 })
