@@ -31,8 +31,8 @@ export function config(patch: Partial<ServerConfig> = {}): ServerConfig {
   }
 }
 
-export interface Running {
-  surrogate: Surrogate
+/** What a test does to a running surrogate, in this process or another. */
+export interface Client {
   contentUrl: string
   apiUrl: string
   /** GET /hello.txt as if our load balancer forwarded a client at `source`. */
@@ -40,11 +40,12 @@ export interface Running {
   push(body: unknown, headers?: Record<string, string>): Promise<Response>
 }
 
-export async function start(cfg: ServerConfig): Promise<Running> {
-  const surrogate = await createSurrogate(cfg)
-  const { contentUrl, apiUrl } = await surrogate.listen()
+export interface Running extends Client {
+  surrogate: Surrogate
+}
+
+export function client(contentUrl: string, apiUrl: string): Client {
   return {
-    surrogate,
     contentUrl,
     apiUrl,
     fetchAs: (source, headers = {}) =>
@@ -59,6 +60,12 @@ export async function start(cfg: ServerConfig): Promise<Running> {
         body: typeof body === 'string' ? body : JSON.stringify(body),
       }),
   }
+}
+
+export async function start(cfg: ServerConfig): Promise<Running> {
+  const surrogate = await createSurrogate(cfg)
+  const { contentUrl, apiUrl } = await surrogate.listen()
+  return { surrogate, ...client(contentUrl, apiUrl) }
 }
 
 export const allowing = (cidr: string) => ({ deliveryCriteria: [{ region: { subnet: cidr } }] })
