@@ -1,0 +1,79 @@
+import t from 'tap'
+import fc from 'fast-check'
+import { compilePattern, matchPattern, patternError } from '../src/path-pattern.js'
+
+const matches = (pattern: string, path: string, caseSensitive = false) => matchPattern(compilePattern(pattern, caseSensitive), path)
+
+t.test('RFC 8006 section 4.1.5: * spans anything, / included; ? is one pchar; the rest is literal', async (t) => {
+  t.ok(matches('/movies/*', '/movies/'))
+  t.ok(matches('/movies/*', '/movies/2024/a.mp4'))
+  t.notOk(matches('/movies/*', '/movies'))
+  t.notOk(matches('/movies/*', '/music/a.mp4'))
+  t.ok(matches('*', '/'))
+  t.ok(matches('*', ''))
+  t.ok(matches('/a/**/b', '/a//b'), '** is *')
+  t.ok(matches('/v?.mp4', '/v1.mp4'))
+  t.notOk(matches('/v?.mp4', '/v.mp4'), '? is exactly one')
+  t.notOk(matches('/v?.mp4', '/v12.mp4'))
+  t.notOk(matches('/a?b', '/a/b'), '? never matches /')
+  t.ok(matches('/a?b', '/a%2Fb'), 'a percent-encoded octet is one pchar')
+  t.ok(matches('/a?b', '/a%b'), 'a stray % is one character')
+  t.notOk(matches('/???', '/%2f'), 'an encoded octet is never split into three')
+  t.ok(matches('/*.m3u8', '/live/x/index.m3u8'))
+  t.notOk(matches('/*.m3u8', '/live/x/index.m3u8.bak'))
+  t.ok(matches('/*a*a*b', '/xaxaxb'))
+  t.notOk(matches('/*a*a*b', '/xaxb'))
+})
+
+t.test('$ escapes $, * and ?; anything else after $ is a malformed pattern', async (t) => {
+  t.equal(patternError('/price$$/a$*b$?'), null)
+  t.ok(matches('/price$$/a$*b$?', '/price$/a*b?'))
+  t.notOk(matches('/a$*b', '/axb'), 'an escaped * is a literal')
+  t.notOk(matches('/a$?b', '/axb'), 'an escaped ? is a literal')
+  t.match(patternError('/a$b'), /"\$" at 2 must be followed by "\$", "\*" or "\?"/)
+  t.match(patternError('/a$'), /"\$" at 2/)
+})
+
+t.test('case: insensitive by default for ASCII letters, before percent-decoding; sensitive on request', async (t) => {
+  t.ok(matches('/Movies/*', '/MOVIES/A.MP4'))
+  t.ok(matches('/a$?B', '/A?b'), 'escaped literals fold too')
+  t.notOk(matches('/a$?B', '/a?b', true), 'and do not when case-sensitive')
+  t.notOk(matches('/Movies/*', '/movies/a', true))
+  t.ok(matches('/Movies/*', '/Movies/a', true))
+  t.notOk(matches('/é', '/É'), 'only ASCII letters fold')
+})
+
+t.test('no backtracking blow-up: many stars against a long path that just fails', async (t) => {
+  const pattern = compilePattern('/' + '*a'.repeat(30) + '*b')
+  const path = '/' + 'a'.repeat(20_000)
+  const started = performance.now()
+  t.notOk(matchPattern(pattern, path))
+  // Not a timing assertion on speed: a backtracking matcher would not return for hours.
+  t.ok(performance.now() - started < 60_000)
+})
+
+t.test('agrees with a regular-expression reference on generated patterns and paths', async (t) => {
+  const alphabet = fc.constantFrom('a', 'B', '/', '%', '2', 'f', '.', '*', '?', '$$', '$*', '$?')
+  const pathChars = fc.constantFrom('a', 'b', 'B', '/', '%', '2', 'f', 'F', '.', '*', '?', '$')
+  const reference = (pattern: string, path: string, sensitive: boolean): boolean => {
+    let source = ''
+    for (let i = 0; i < pattern.length; i++) {
+      const c = pattern[i] as string
+      if (c === '$') source += '\\' + (pattern[++i] as string)
+      else if (c === '*') source += '[^]*'
+      else if (c === '?') source += '(?:%[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})|[^/%])'
+      else source += /[a-zA-Z0-9]/.test(c) ? c : '\\' + c
+    }
+    // A %XX triple is one pchar, never three: ? takes all of it or none of it.
+    return new RegExp(`^(?:${source})$`, sensitive ? '' : 'i').test(path)
+  }
+  fc.assert(
+    fc.property(fc.array(alphabet, { maxLength: 8 }), fc.array(pathChars, { maxLength: 12 }), fc.boolean(), (parts, chars, sensitive) => {
+      const pattern = parts.join('')
+      const path = chars.join('')
+      return matches(pattern, path, sensitive) === reference(pattern, path, sensitive)
+    }),
+    { numRuns: 3000 },
+  )
+  t.pass('3,000 generated cases agree')
+})
