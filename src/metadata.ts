@@ -18,6 +18,7 @@ import {
   PrefixList,
   pointerToken,
   type ClauseModel,
+  type MsisdnPrefixes,
   type PolicyModel,
   type Problem,
   type Protocol,
@@ -37,6 +38,11 @@ export interface LoadContext {
   countryDatabase: boolean
   /** An AS-number database is available. */
   asnDatabase: boolean
+  /**
+   * RFC 8006 metadata types (lower case) that something else on this edge enforces, such as the
+   * cache behind us for MI.SourceMetadata: mandatory-to-enforce objects of these types do not deny.
+   */
+  enforcedElsewhere?: readonly string[]
 }
 
 export const DEFAULT_LOAD_CONTEXT: LoadContext = {
@@ -112,7 +118,7 @@ const describe = (error: ErrorObject, at: string): [string, string] => {
 }
 
 /** Collects problems up to the cap, counting the ones it drops. */
-class ProblemList {
+export class ProblemList {
   readonly items: Problem[] = []
   private dropped = 0
 
@@ -133,7 +139,7 @@ class ProblemList {
   }
 }
 
-function describeAjvError(error: ErrorObject): Problem {
+export function describeAjvError(error: ErrorObject): Problem {
   const at = error.instancePath
   const params = error.params as Record<string, unknown>
   switch (error.keyword) {
@@ -166,7 +172,7 @@ function asList<T>(value: T | T[]): T[] {
   return Array.isArray(value) ? value : [value]
 }
 
-function forEachValue<T>(value: T | T[], pointer: string, visit: (item: T, at: string) => void): void {
+export function forEachValue<T>(value: T | T[], pointer: string, visit: (item: T, at: string) => void): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) visit(value[i] as T, `${pointer}/${i}`)
   } else {
@@ -191,7 +197,7 @@ export function parseTimestamp(text: string): number {
   return ms
 }
 
-interface Translation {
+export interface Translation {
   errors: ProblemList
   warnings: ProblemList
   context: LoadContext
@@ -200,7 +206,7 @@ interface Translation {
   warnedAsn: boolean
 }
 
-function warnVendorExtensions(t: Translation, object: object, pointer: string): void {
+export function warnVendorExtensions(t: Translation, object: object, pointer: string): void {
   for (const key of Object.keys(object)) {
     if (key.startsWith('x-')) t.warnings.add(`${pointer}/${pointerToken(key)}`, 'vendor extension ignored')
   }
@@ -208,7 +214,7 @@ function warnVendorExtensions(t: Translation, object: object, pointer: string): 
 
 const prefixWords = new Uint32Array(4)
 
-function translatePrefixes(t: Translation, value: string | string[], pointer: string): PrefixList {
+export function translatePrefixes(t: Translation, value: string | string[], pointer: string): PrefixList {
   const list = new PrefixList()
   forEachValue(value, pointer, (text, at) => {
     const code = parsePrefixInto(text, prefixWords)
@@ -226,6 +232,38 @@ function translatePrefixes(t: Translation, value: string | string[], pointer: st
   return list
 }
 
+/**
+ * Warns, once per document and fact, that a criterion `name` at `pointer` can never match in this
+ * deployment because the fact it needs has no source.
+ */
+export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn', pointer: string, name: string): void {
+  if (fact === 'mobile' && !t.context.gatewaysConfigured && !t.warnedMobile) {
+    t.warnedMobile = true
+    t.warnings.add(pointer, `${name} needs a trusted operator gateway and none is configured: regions using it never match`)
+  } else if (fact === 'country' && !t.context.countryDatabase && !t.warnedCountry) {
+    t.warnedCountry = true
+    t.warnings.add(pointer, `${name} needs a country database and none is configured: regions using it never match`)
+  } else if (fact === 'asn' && !t.context.asnDatabase && !t.warnedAsn) {
+    t.warnedAsn = true
+    t.warnings.add(pointer, `${name} needs an AS-number database and none is configured: regions using it never match`)
+  }
+}
+
+/** MSISDN prefixes as written (`+` for international), sorted into the model's two lists. */
+export function translateMsisdnPrefixes(t: Translation, value: string | string[], pointer: string): MsisdnPrefixes {
+  const msisdn: MsisdnPrefixes = { national: [], international: [] }
+  forEachValue(value, pointer, (text, at) => {
+    const international = text.startsWith('+')
+    const digits = international ? text.slice(1) : text
+    if (!isDigitString(digits)) {
+      t.errors.add(at, `"${text}" must be 1–15 ASCII digits, optionally after a leading "+"`)
+    } else {
+      ;(international ? msisdn.international : msisdn.national).push(digits)
+    }
+  })
+  return msisdn
+}
+
 const REGION_FIELDS = ['country', 'bgpAs', 'subnet', 'subnet2', 'msdnPrefix'] as const
 
 function translateRegion(t: Translation, region: Record<string, unknown>, pointer: string): RegionModel {
@@ -240,27 +278,11 @@ function translateRegion(t: Translation, region: Record<string, unknown>, pointe
   }
   if (region.subnet2 !== undefined) {
     model.subnet2 = translatePrefixes(t, region.subnet2 as string | string[], `${pointer}/subnet2`)
-    if (!t.context.gatewaysConfigured && !t.warnedMobile) {
-      t.warnedMobile = true
-      t.warnings.add(`${pointer}/subnet2`, 'subnet2 needs a trusted operator gateway and none is configured: regions using it never match')
-    }
+    warnIfNoSource(t, 'mobile', `${pointer}/subnet2`, 'subnet2')
   }
   if (region.msdnPrefix !== undefined) {
-    const msisdn = { national: [] as string[], international: [] as string[] }
-    forEachValue(region.msdnPrefix as string | string[], `${pointer}/msdnPrefix`, (text, at) => {
-      const international = text.startsWith('+')
-      const digits = international ? text.slice(1) : text
-      if (!isDigitString(digits)) {
-        t.errors.add(at, `"${text}" must be 1–15 ASCII digits, optionally after a leading "+"`)
-      } else {
-        ;(international ? msisdn.international : msisdn.national).push(digits)
-      }
-    })
-    model.msisdn = msisdn
-    if (!t.context.gatewaysConfigured && !t.warnedMobile) {
-      t.warnedMobile = true
-      t.warnings.add(`${pointer}/msdnPrefix`, 'msdnPrefix needs a trusted operator gateway and none is configured: regions using it never match')
-    }
+    model.msisdn = translateMsisdnPrefixes(t, region.msdnPrefix as string | string[], `${pointer}/msdnPrefix`)
+    warnIfNoSource(t, 'mobile', `${pointer}/msdnPrefix`, 'msdnPrefix')
   }
   if (region.country !== undefined) {
     const countries: string[] = []
@@ -270,17 +292,11 @@ function translateRegion(t: Translation, region: Record<string, unknown>, pointe
       else countries.push(code)
     })
     model.country = countries
-    if (!t.context.countryDatabase && !t.warnedCountry) {
-      t.warnedCountry = true
-      t.warnings.add(`${pointer}/country`, 'country needs a country database and none is configured: regions using it never match')
-    }
+    warnIfNoSource(t, 'country', `${pointer}/country`, 'country')
   }
   if (region.bgpAs !== undefined) {
     model.asn = asList(region.bgpAs as number | number[])
-    if (!t.context.asnDatabase && !t.warnedAsn) {
-      t.warnedAsn = true
-      t.warnings.add(`${pointer}/bgpAs`, 'bgpAs needs an AS-number database and none is configured: regions using it never match')
-    }
+    warnIfNoSource(t, 'asn', `${pointer}/bgpAs`, 'bgpAs')
   }
   return model
 }
@@ -340,19 +356,16 @@ export function detectFormat(doc: unknown): MetadataFormat | null {
   return null
 }
 
+export function newTranslation(context: LoadContext): Translation {
+  return { errors: new ProblemList(), warnings: new ProblemList(), context, warnedMobile: false, warnedCountry: false, warnedAsn: false }
+}
+
 /**
  * Validates a parsed metadata document and translates it into the policy model.
  * Never throws for any JSON value.
  */
 export function loadPolicyModel(doc: unknown, context: LoadContext = DEFAULT_LOAD_CONTEXT): LoadResult {
-  const t: Translation = {
-    errors: new ProblemList(),
-    warnings: new ProblemList(),
-    context,
-    warnedMobile: false,
-    warnedCountry: false,
-    warnedAsn: false,
-  }
+  const t = newTranslation(context)
   const format = detectFormat(doc)
   if (format === null) {
     return {

@@ -112,3 +112,46 @@ export interface PolicyModel {
 export function pointerToken(token: string | number): string {
   return String(token).replace(/~/g, '~0').replace(/\//g, '~1')
 }
+
+/*
+ * RFC 8006 metadata is per host and per path, and its three ACL kinds are ANDed. Each ACL is a
+ * first-match rule list with a default of deny, which is exactly a PolicyModel; so a host or path
+ * carries up to three of them, and nothing below the model needs to know more.
+ */
+
+/** A metadata object the edge must enforce and cannot: the content it covers is denied. */
+export interface Unenforceable {
+  pointer: string
+  type: string
+  reason: string
+}
+
+/** The ACLs in force for a host or path, after inheritance. null: that kind allows all. */
+export interface AclSet {
+  location: PolicyModel | null
+  time: PolicyModel | null
+  protocol: PolicyModel | null
+  unenforceable: Unenforceable[]
+}
+
+export interface PathNode {
+  pointer: string
+  /** The pattern as RFC 8006 writes it, and its case flag. */
+  pattern: string
+  caseSensitive: boolean
+  acls: AclSet
+  paths: PathNode[]
+}
+
+export interface HostNode {
+  pointer: string
+  /** Lower case; IPv6 literals in RFC 5952 form. */
+  host: string
+  acls: AclSet
+  paths: PathNode[]
+}
+
+/** A HostIndex: the first HostMatch for a request's host decides; no match is a denial. */
+export interface SiteModel {
+  hosts: HostNode[]
+}
