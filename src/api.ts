@@ -13,6 +13,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from './plugin.js'
 import type { StateStore } from './state.js'
+import { UnsupportedPayloadError } from './errors.js'
+import { isSite } from './prepare.js'
 
 /** The document currently enforced, as pushed. */
 export interface LiveDocument {
@@ -130,6 +132,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
   api.removeAllContentTypeParsers()
   api.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => done(null, body))
+  // RFC 8006 section 6.1: the CDNI media type names the object; the whole tree is a HostIndex.
+  api.addContentTypeParser('application/cdni', { parseAs: 'string' }, (request, body, done) => {
+    const ptype = /;\s*ptype\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] as string)?.[1]
+    if (ptype?.toLowerCase() === 'mi.hostindex') done(null, body)
+    else done(new UnsupportedPayloadError(`application/cdni takes ptype=MI.HostIndex (the whole metadata tree), not ${ptype === undefined ? 'no ptype' : `ptype=${ptype}`}`), undefined)
+  })
 
   api.addHook('onRequest', (request, reply, done) => {
     if (!request.url.startsWith('/cdni/')) {
@@ -175,6 +183,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       if (!prepared.ok) {
         count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: prepared.errors, warnings: prepared.warnings })
+      }
+      if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !isSite(prepared.compiled)) {
+        count('invalid')
+        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], warnings: [] })
       }
       const version = authz.version + 1
       try {

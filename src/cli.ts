@@ -10,9 +10,10 @@ import { compileTrust, createClientFacts, extractClientFacts, gatewayName } from
 import { explain, type Explanation } from './compile.js'
 import { ConfigError, loadConfig, SETTINGS, type ServerConfig } from './config.js'
 import { formatAddress } from './address.js'
-import { parseMetadataText, parseTimestamp, validateMetadata, type LoadContext } from './metadata.js'
+import { parseMetadataText, parseTimestamp, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
-import { preparePolicy } from './prepare.js'
+import { isSite, preparePolicy, validateMetadata } from './prepare.js'
+import { explainSite } from './site.js'
 import { createSurrogate } from './server.js'
 
 export interface Io {
@@ -67,6 +68,8 @@ Exit status 0 when allowed, 1 when denied, 2 when the input is wrong.
   --header "NAME: VALUE"  any other request header (repeatable)
   --protocol http|https   https means TLS ended on the socket (default http)
   --time ISO              the time of the request (default now)
+  --host HOST             Host header, for RFC 8006 metadata (selects the HostMatch)
+  --url PATH              request path and query, for RFC 8006 metadata (default /)
   --config FILE           the surrogate's config, for its trusted proxies and gateways
   --trusted-proxies LIST  comma-separated CIDRs (overrides the config)
   --gateways JSON         operator gateways (overrides the config)
@@ -174,6 +177,8 @@ async function check(argv: string[], io: Io): Promise<number> {
     header: { type: 'string', multiple: true },
     protocol: { type: 'string' },
     time: { type: 'string' },
+    host: { type: 'string' },
+    url: { type: 'string' },
     config: { type: 'string' },
     'trusted-proxies': { type: 'string' },
     gateways: { type: 'string' },
@@ -215,7 +220,7 @@ async function check(argv: string[], io: Io): Promise<number> {
   if (typeof values.msisdn === 'string') headers[config.gateways[0]?.msisdnHeaders?.[0]?.toLowerCase() ?? 'x-up-calling-line-id'] = values.msisdn
   const facts = createClientFacts()
   extractClientFacts(trust, values.peer, values.protocol === 'https', Object.entries(headers).flat(), now, facts)
-  const explanation = explain(prepared.compiled, facts)
+  const explanation = isSite(prepared.compiled) ? explainSite(prepared.compiled, values.host as string | undefined, (values.url as string | undefined) ?? '/', facts) : explain(prepared.compiled, facts)
   const factLine = {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),
     via: gatewayName(trust, facts.gateway) ?? 'direct',
@@ -228,7 +233,8 @@ async function check(argv: string[], io: Io): Promise<number> {
     io.stdout(`${JSON.stringify({ facts: factLine, ...explanation }, null, 2)}\n`)
   } else {
     const verdict = explanation.allowed ? 'ALLOW' : 'DENY'
-    const why = explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
+    const noHost = 'selected' in explanation && explanation.selected === null
+    const why = noHost ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}` : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
     io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, time ${factLine.time}\n`)
     io.stdout(`${describeExplanation(explanation)}\n`)

@@ -56,6 +56,8 @@ interface CompiledRegion {
 }
 
 export interface PolicySummary {
+  /** HostMatch objects, for RFC 8006 metadata. */
+  hosts?: number
   rules: number
   regions: number
   ipv4Prefixes: number

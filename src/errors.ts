@@ -23,3 +23,6 @@ export class InvalidMetadataError extends InvalidMetadataBase {
     this.warnings = warnings
   }
 }
+
+/** A push in a media type the API does not take. */
+export const UnsupportedPayloadError = createError('FST_CDNI_UNSUPPORTED_PAYLOAD', '%s', 415)

@@ -371,7 +371,7 @@ export function loadPolicyModel(doc: unknown, context: LoadContext = DEFAULT_LOA
     return {
       ok: false,
       model: null,
-      errors: [{ pointer: '', message: 'must be an object with "deliveryCriteria" or "deliveryProfiles"' }],
+      errors: [{ pointer: '', message: 'must be an object with "deliveryCriteria", "deliveryProfiles" or (RFC 8006) "hosts"' }],
       warnings: [],
     }
   }
@@ -412,12 +412,6 @@ export interface ValidationReport {
   ok: boolean
   errors: Problem[]
   warnings: Problem[]
-}
-
-/** Validates a parsed metadata document without compiling it. */
-export function validateMetadata(doc: unknown, context: Partial<LoadContext> = {}): ValidationReport {
-  const result = loadPolicyModel(doc, { ...DEFAULT_LOAD_CONTEXT, ...context })
-  return { ok: result.ok, errors: result.errors, warnings: result.warnings }
 }
 
 /**

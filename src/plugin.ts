@@ -6,25 +6,30 @@ import type { TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, gatewayName, type PeerFacts, type TrustConfig, type TrustOptions } from './client-facts.js'
-import { compilePolicy, decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
+import { LRUCache } from 'lru-cache'
+import { decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import { InvalidMetadataError, InvalidOptionError } from './errors.js'
-import { loadPolicyModel, parseMetadataText, type LoadContext } from './metadata.js'
+import { parseMetadataText, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
 import { maskMsisdn } from './msisdn.js'
 import { PolicyCompiler } from './policy-compiler.js'
-import type { PreparedPolicy, RefusedPolicy } from './prepare.js'
+import { compileMetadata, isSite, type CompiledMetadata, type PreparedPolicy, type RefusedPolicy } from './prepare.js'
+import { aclsAllow, explainSite, selectNode, type CompiledAcls, type CompiledSite } from './site.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
   /** The initial metadata document (parsed JSON, or JSON text). With none, every request is
    * denied until `cdniAuthz.update()` loads one. */
   metadata?: unknown
+  /** RFC 8006 metadata types something else on this edge enforces (the cache behind us, say):
+   * a mandatory-to-enforce object of one of these types does not deny. Case-insensitive. */
+  enforcedElsewhere?: string[]
   /** MSISDNs are personal data: `off` (default) keeps them out of deny lines, `masked` logs the
    * first five digits, `full` the whole number. */
   logMsisdn?: 'off' | 'masked' | 'full'
 }
 
 /** Why requests were denied, counted for metrics. */
-export type DenyReason = 'no-policy' | 'no-rule-matched' | 'deny-rule'
+export type DenyReason = 'no-policy' | 'no-rule-matched' | 'deny-rule' | 'no-host-matched' | 'unenforceable'
 
 export interface DecisionCounts {
   allowed: number
@@ -84,6 +89,11 @@ function deny(reply: FastifyReply): void {
   reply.code(403).header('content-type', 'application/json; charset=utf-8').send(DENY_BODY)
 }
 
+/** Selections remembered per live site (host and path, no query). */
+const SELECTION_CACHE = 10_000
+/** What the selection cache holds for a host no HostMatch covers. */
+const NO_NODE = Symbol('no node')
+
 /** A connection: a TLS socket, or a plain one without `encrypted`. */
 type PeerSocket = Partial<TLSSocket>
 
@@ -99,17 +109,22 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     gatewaysConfigured: trust.gateways.length > 0,
     countryDatabase: false,
     asnDatabase: false,
+    enforcedElsewhere: (options.enforcedElsewhere ?? []).map((type) => type.toLowerCase()),
   }
   const logMsisdn = options.logMsisdn ?? 'off'
   if (logMsisdn !== 'off' && logMsisdn !== 'masked' && logMsisdn !== 'full') {
     done(new InvalidOptionError('logMsisdn must be "off", "masked" or "full"'))
     return
   }
+  // One of the two is live: the seed's criteria (one policy), or RFC 8006 (a site of hosts).
   let policy: CompiledPolicy | null = null
+  let site: CompiledSite | null = null
+  // Host and path selection, per live site: URLs repeat, and patterns are tried in order.
+  let selections = new LRUCache<string, CompiledAcls | typeof NO_NODE>({ max: SELECTION_CACHE })
   let version = 0
   let scratch = new Uint32Array(1)
   const facts = createClientFacts()
-  const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0 } }
+  const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0, 'no-host-matched': 0, unenforceable: 0 } }
   let compiler: PolicyCompiler | null = null
   // The peer is classified once per connection, and kept per instance (two instances may trust
   // different proxies) in a WeakMap, so that Node's socket objects are left as they are.
@@ -127,10 +142,17 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     return peer
   }
 
-  const swap = (compiled: CompiledPolicy, warnings: Problem[], nextVersion = version + 1): UpdateResult => {
+  const swap = (compiled: CompiledMetadata, warnings: Problem[], nextVersion = version + 1): UpdateResult => {
     // The swap: one assignment each, between two requests (the hook is synchronous).
     scratch = new Uint32Array(compiled.words)
-    policy = compiled
+    selections = new LRUCache({ max: SELECTION_CACHE })
+    if (isSite(compiled)) {
+      site = compiled
+      policy = null
+    } else {
+      policy = compiled
+      site = null
+    }
     version = nextVersion
     for (const warning of warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
     return { version, warnings, summary: compiled.summary }
@@ -143,27 +165,28 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       if (!parsed.ok) throw new InvalidMetadataError([parsed.error])
       value = parsed.value
     }
-    const loaded = loadPolicyModel(value, context)
-    if (!loaded.ok) throw new InvalidMetadataError(loaded.errors, loaded.warnings)
-    return swap(compilePolicy(loaded.model), loaded.warnings)
+    const result = compileMetadata(value, context)
+    if (!result.ok) throw new InvalidMetadataError(result.errors, result.warnings)
+    return swap(result.compiled, result.warnings)
   }
 
   fastify.decorate('cdniAuthz', {
     update,
     get loaded() {
-      return policy !== null
+      return policy !== null || site !== null
     },
     get version() {
       return version
     },
     get summary() {
-      return policy === null ? null : policy.summary
+      return (policy ?? site)?.summary ?? null
     },
     explain(request: FastifyRequest): Explanation | null {
-      if (policy === null) return null
+      const live = policy ?? site
+      if (live === null) return null
       const own = createClientFacts()
       extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, Date.now(), own)
-      return explain(policy, own)
+      return isSite(live) ? explainSite(live, request.host, request.url, own) : explain(live, own)
     },
     prepare(text: string) {
       compiler ??= new PolicyCompiler()
@@ -197,8 +220,61 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   })
   const optedOut = (request: FastifyRequest): boolean => someRouteOptedOut && request.routeOptions.config.cdniAuthz === false
 
+  /** How the request reached us, for deny lines. */
+  const via = (): string => gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct')
+
+  /** The site's ACLs for a request, through the selection cache. */
+  const select = (live: CompiledSite, request: FastifyRequest): CompiledAcls | null => {
+    const url = request.url
+    const query = url.indexOf('?')
+    const key = `${request.host} ${query < 0 ? url : url.slice(0, query)}`
+    let selected = selections.get(key)
+    if (selected === undefined) selections.set(key, (selected = selectNode(live, request.host, url) ?? NO_NODE))
+    return selected === NO_NODE ? null : selected
+  }
+
+  const denySite = (live: CompiledSite, request: FastifyRequest, reply: FastifyReply): void => {
+    const acls = select(live, request)
+    let reason: DenyReason = 'no-host-matched'
+    let decidedBy: string | null = null
+    if (acls !== null && acls.unenforceable.length > 0) {
+      reason = 'unenforceable'
+      decidedBy = (acls.unenforceable[0] as { pointer: string }).pointer
+    } else if (acls !== null) {
+      for (const acl of acls.policies) {
+        const rule = decide(acl, facts, scratch)
+        if (isAllowed(acl, rule)) continue
+        reason = rule < 0 ? 'no-rule-matched' : 'deny-rule'
+        decidedBy = rule < 0 ? null : (acl.rules[rule] as { pointer: string }).pointer
+        break
+      }
+    }
+    counts.denied[reason]++
+    if (logsAtInfo(request.log)) {
+      request.log.info(
+        { cdniAuthz: { decision: 'deny', reason, node: acls?.pointer ?? null, rule: decidedBy, unenforceable: acls?.unenforceable.map((u) => u.type) ?? [], via: via(), policyVersion: version } },
+        'cdni-authz: request denied',
+      )
+    }
+    deny(reply)
+  }
+
   fastify.addHook('onRequest', (request, reply, next) => {
     const live = policy
+    const liveSite = site
+    if (liveSite !== null) {
+      extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, liveSite.usesTime ? Date.now() : 0, facts)
+      const acls = select(liveSite, request)
+      if (acls !== null && aclsAllow(acls, facts, scratch)) {
+        counts.allowed++
+        next()
+      } else if (optedOut(request)) {
+        next()
+      } else {
+        denySite(liveSite, request, reply)
+      }
+      return
+    }
     if (live === null) {
       if (optedOut(request)) {
         next()
@@ -235,7 +311,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
           reason,
           rule: decidedBy,
           failed,
-          via: gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct'),
+          via: via(),
           handset: facts.handsetFamily !== 0,
           msisdn: facts.msisdn === null ? false : logMsisdn === 'off' ? true : logMsisdn === 'full' ? facts.msisdn.international : maskMsisdn(facts.msisdn.international),
           policyVersion: version,

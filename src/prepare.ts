@@ -5,12 +5,31 @@
  */
 import { createHash } from 'node:crypto'
 import { compilePolicy, type CompiledPolicy } from './compile.js'
-import { loadPolicyModel, parseMetadataText, type LoadContext } from './metadata.js'
+import { DEFAULT_LOAD_CONTEXT, loadPolicyModel, parseMetadataText, type LoadContext, type ValidationReport } from './metadata.js'
 import type { Problem } from './model.js'
+import { isHostIndex, loadSiteModel } from './rfc8006.js'
+import { compileSite, type CompiledSite } from './site.js'
+
+/** Either format, compiled: the seed's criteria as one policy, RFC 8006 as a site of hosts. */
+export type CompiledMetadata = CompiledPolicy | CompiledSite
+
+export const isSite = (compiled: CompiledMetadata): compiled is CompiledSite => 'kind' in compiled
+
+export type Compilation = { ok: true; compiled: CompiledMetadata; warnings: Problem[] } | { ok: false; errors: Problem[]; warnings: Problem[] }
+
+/** One entry point for both formats, told apart by shape: RFC 8006 has `hosts`. */
+export function compileMetadata(doc: unknown, context: LoadContext): Compilation {
+  if (isHostIndex(doc)) {
+    const loaded = loadSiteModel(doc, context)
+    return loaded.ok ? { ok: true, compiled: compileSite(loaded.site), warnings: loaded.warnings } : loaded
+  }
+  const loaded = loadPolicyModel(doc, context)
+  return loaded.ok ? { ok: true, compiled: compilePolicy(loaded.model), warnings: loaded.warnings } : loaded
+}
 
 export interface PreparedPolicy {
   ok: true
-  compiled: CompiledPolicy
+  compiled: CompiledMetadata
   warnings: Problem[]
   /** Strong ETag of the document bytes: `"sha256-<base64url>"`. */
   etag: string
@@ -28,23 +47,31 @@ export function etagOf(text: string): string {
   return `"sha256-${createHash('sha256').update(text).digest('base64url')}"`
 }
 
+/** Validates a parsed metadata document of either format; compiles nothing. */
+export function validateMetadata(doc: unknown, context: Partial<LoadContext> = {}): ValidationReport {
+  const full = { ...DEFAULT_LOAD_CONTEXT, ...context }
+  const result = isHostIndex(doc) ? loadSiteModel(doc, full) : loadPolicyModel(doc, full)
+  return { ok: result.ok, errors: result.errors, warnings: result.warnings }
+}
+
 export function preparePolicy(text: string, context: LoadContext): PreparedPolicy | RefusedPolicy {
   const started = performance.now()
   const parsed = parseMetadataText(text)
   if (!parsed.ok) return { ok: false, errors: [parsed.error], warnings: [] }
-  const loaded = loadPolicyModel(parsed.value, context)
-  if (!loaded.ok) return { ok: false, errors: loaded.errors, warnings: loaded.warnings }
-  const compiled = compilePolicy(loaded.model)
-  return { ok: true, compiled, warnings: loaded.warnings, etag: etagOf(text), compileMs: performance.now() - started }
+  const result = compileMetadata(parsed.value, context)
+  if (!result.ok) return { ok: false, errors: result.errors, warnings: result.warnings }
+  return { ok: true, compiled: result.compiled, warnings: result.warnings, etag: etagOf(text), compileMs: performance.now() - started }
 }
 
 /** The buffers of a compiled policy, to transfer (not copy) across a worker boundary. */
-export function transferList(compiled: CompiledPolicy): ArrayBuffer[] {
+export function transferList(compiled: CompiledMetadata): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>()
-  for (const field of [compiled.subnetV4, compiled.subnetV6, compiled.subnet2V4, compiled.subnet2V6, compiled.msisdnNational, compiled.msisdnInternational]) {
-    buffers.add(field.table.entries.buffer as ArrayBuffer)
-    buffers.add(field.table.index.buffer as ArrayBuffer)
-    buffers.add(field.bits.buffer as ArrayBuffer)
+  for (const policy of isSite(compiled) ? compiled.policies : [compiled]) {
+    for (const field of [policy.subnetV4, policy.subnetV6, policy.subnet2V4, policy.subnet2V6, policy.msisdnNational, policy.msisdnInternational]) {
+      buffers.add(field.table.entries.buffer as ArrayBuffer)
+      buffers.add(field.table.index.buffer as ArrayBuffer)
+      buffers.add(field.bits.buffer as ArrayBuffer)
+    }
   }
   return [...buffers]
 }

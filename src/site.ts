@@ -1,72 +1,108 @@
 /**
- * Host and path selection for RFC 8006 metadata: which node of the site model governs a request.
- * Hosts are a Map (exact, after normalizeHost); paths are tried in order at each level, the first
- * match descending into its own paths, the deepest match winning (its ACLs already carry what it
- * inherited). No HostMatch for the request's host is no node: the caller denies.
+ * RFC 8006 metadata compiled for the request path: host and path selection, then the ACLs of the
+ * node selected. Hosts are a Map (exact, after normalizeHost); paths are tried in order at each
+ * level, the first match descending into its own paths, the deepest match winning (its ACLs
+ * already carry what it inherited). No HostMatch for the request's host is a denial.
+ *
+ * Inherited ACLs are the same model objects as their parent's, so each is compiled once however
+ * many paths inherit it. Only compiled data is kept: this crosses the worker boundary.
  */
 import type { ClientFacts } from './client-facts.js'
-import { compilePolicy, decide, isAllowed, type CompiledPolicy } from './compile.js'
-import type { AclSet, HostNode, PathNode, SiteModel, Unenforceable } from './model.js'
+import { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
+import type { AclSet, PathNode, PolicyModel, SiteModel, Unenforceable } from './model.js'
 import { compilePattern, matchPattern, type PathPattern } from './path-pattern.js'
 import { normalizeHost } from './rfc8006.js'
 
-interface IndexedPath {
-  node: PathNode
-  pattern: PathPattern
-  paths: IndexedPath[]
-}
-
-export interface SiteIndex {
-  hosts: Map<string, { node: HostNode; paths: IndexedPath[] }>
-}
-
-export interface Selection {
-  /** Pointer of the HostMatch or PathMatch that governs the request. */
+/** A node's ACLs compiled: every policy must allow, and nothing unenforceable may be in force. */
+export interface CompiledAcls {
+  /** Pointer of the HostMatch or PathMatch these ACLs belong to. */
   pointer: string
-  acls: AclSet
+  policies: CompiledPolicy[]
+  unenforceable: Unenforceable[]
 }
 
-function indexPaths(paths: PathNode[]): IndexedPath[] {
-  return paths.map((node) => ({ node, pattern: compilePattern(node.pattern, node.caseSensitive), paths: indexPaths(node.paths) }))
+interface CompiledPath {
+  pattern: PathPattern
+  acls: CompiledAcls
+  paths: CompiledPath[]
 }
 
-export function indexSite(site: SiteModel): SiteIndex {
-  return { hosts: new Map(site.hosts.map((node) => [node.host, { node, paths: indexPaths(node.paths) }])) }
+export interface CompiledSite {
+  kind: 'site'
+  hosts: Map<string, { acls: CompiledAcls; paths: CompiledPath[] }>
+  /** Every distinct compiled policy, once. */
+  policies: CompiledPolicy[]
+  /** Scratch words the largest policy needs. */
+  words: number
+  usesTime: boolean
+  summary: PolicySummary
 }
 
-/** The node for a request's Host header and raw path (query and fragment are cut here), or null. */
-export function selectNode(index: SiteIndex, hostHeader: string | undefined, rawPath: string): Selection | null {
+export function compileSite(site: SiteModel): CompiledSite {
+  const compiled = new Map<PolicyModel, CompiledPolicy>()
+  const acls = (pointer: string, set: AclSet): CompiledAcls => ({
+    pointer,
+    policies: [set.location, set.time, set.protocol]
+      .filter((model) => model !== null)
+      .map((model) => {
+        let policy = compiled.get(model)
+        if (policy === undefined) compiled.set(model, (policy = compilePolicy(model)))
+        return policy
+      }),
+    unenforceable: set.unenforceable,
+  })
+  const paths = (nodes: PathNode[]): CompiledPath[] => nodes.map((node) => ({ pattern: compilePattern(node.pattern, node.caseSensitive), acls: acls(node.pointer, node.acls), paths: paths(node.paths) }))
+  const hosts = new Map(site.hosts.map((node) => [node.host, { acls: acls(node.pointer, node.acls), paths: paths(node.paths) }]))
+  const policies = [...compiled.values()]
+  const summary: PolicySummary = { hosts: site.hosts.length, rules: 0, regions: 0, ipv4Prefixes: 0, ipv6Prefixes: 0, msisdnPrefixes: 0, intervals: 0 }
+  for (const policy of policies) {
+    for (const key of ['rules', 'regions', 'ipv4Prefixes', 'ipv6Prefixes', 'msisdnPrefixes', 'intervals'] as const) summary[key] += policy.summary[key]
+  }
+  return { kind: 'site', hosts, policies, words: Math.max(1, ...policies.map((policy) => policy.words)), usesTime: policies.some((policy) => policy.usesTime), summary }
+}
+
+/** The ACLs for a request's Host header and raw URL (query and fragment are cut here), or null. */
+export function selectNode(site: CompiledSite, hostHeader: string | undefined, url: string): CompiledAcls | null {
   const host = hostHeader === undefined ? null : normalizeHost(hostHeader)
-  const entry = host === null ? undefined : index.hosts.get(host)
+  const entry = host === null ? undefined : site.hosts.get(host)
   if (entry === undefined) return null
-  const end = rawPath.search(/[?#]/)
-  const path = end < 0 ? rawPath : rawPath.slice(0, end)
-  let selected: Selection = { pointer: entry.node.pointer, acls: entry.node.acls }
+  const end = url.search(/[?#]/)
+  const path = end < 0 ? url : url.slice(0, end)
+  let selected = entry.acls
   let level = entry.paths
   for (;;) {
     const match = level.find((candidate) => matchPattern(candidate.pattern, path))
     if (match === undefined) return selected
-    selected = { pointer: match.node.pointer, acls: match.node.acls }
+    selected = match.acls
     level = match.paths
   }
 }
 
-/** A node's ACLs compiled: every policy must allow, and nothing unenforceable may be in force. */
-export interface CompiledAcls {
-  policies: CompiledPolicy[]
-  unenforceable: Unenforceable[]
-  /** Scratch words the largest policy needs. */
-  words: number
-}
-
-export function compileAcls(acls: AclSet): CompiledAcls {
-  const policies = [acls.location, acls.time, acls.protocol].filter((model) => model !== null).map(compilePolicy)
-  return { policies, unenforceable: acls.unenforceable, words: Math.max(1, ...policies.map((policy) => policy.words)) }
-}
-
 /** The logical AND of RFC 8006 section 4.2.2 over the ACL kinds in force. */
-export function aclsAllow(compiled: CompiledAcls, facts: ClientFacts, scratch: Uint32Array): boolean {
-  if (compiled.unenforceable.length > 0) return false
-  for (const policy of compiled.policies) if (!isAllowed(policy, decide(policy, facts, scratch))) return false
+export function aclsAllow(acls: CompiledAcls, facts: ClientFacts, scratch: Uint32Array): boolean {
+  if (acls.unenforceable.length > 0) return false
+  for (const policy of acls.policies) if (!isAllowed(policy, decide(policy, facts, scratch))) return false
   return true
+}
+
+export interface SiteExplanation extends Explanation {
+  /** Pointer of the HostMatch or PathMatch that governs the request, or null when no host matched. */
+  selected: string | null
+}
+
+/** Explains a decision on a site: which node, then each ACL in force, rule by rule. */
+export function explainSite(site: CompiledSite, hostHeader: string | undefined, url: string, facts: ClientFacts): SiteExplanation {
+  const acls = selectNode(site, hostHeader, url)
+  if (acls === null) return { selected: null, allowed: false, decidedBy: null, failed: [], rules: [] }
+  const blocked = acls.unenforceable[0]
+  if (blocked !== undefined) return { selected: acls.pointer, allowed: false, decidedBy: blocked.pointer, failed: [], rules: [] }
+  const parts = acls.policies.map((policy) => explain(policy, facts))
+  const denying = parts.find((part) => !part.allowed)
+  return {
+    selected: acls.pointer,
+    allowed: denying === undefined,
+    decidedBy: denying === undefined ? acls.pointer : denying.decidedBy,
+    failed: [...new Set(parts.flatMap((part) => part.failed))],
+    rules: parts.flatMap((part) => part.rules),
+  }
 }

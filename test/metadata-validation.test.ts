@@ -1,6 +1,7 @@
 import t from 'tap'
 import { readFileSync, readdirSync } from 'node:fs'
-import { loadPolicyModel, parseMetadataText, parseTimestamp, validateMetadata, MAX_PROBLEMS } from '../src/metadata.js'
+import { loadPolicyModel, parseMetadataText, parseTimestamp, MAX_PROBLEMS } from '../src/metadata.js'
+import { validateMetadata } from '../src/prepare.js'
 
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`./fixtures/invalid/${name}.json`, import.meta.url), 'utf8'))
 
@@ -29,7 +30,7 @@ const expected: Record<string, [string, RegExp][]> = {
   'profile-missing-rules': [['/deliveryProfiles/0/deliveryRules', /is required/]],
   'profile-allow-not-boolean': [['/deliveryProfiles/0/deliveryRules/allow', /must be boolean/]],
   'profiles-empty': [['/deliveryProfiles', /must not be empty/]],
-  'not-metadata': [['', /"deliveryCriteria" or "deliveryProfiles"/]],
+  'not-metadata': [['', /"deliveryCriteria", "deliveryProfiles" or \(RFC 8006\) "hosts"/]],
   'several-errors': [
     ['/deliveryCriteria/0/region/subnet', /0–32/],
     ['/deliveryCriteria/0/region/country', /"XX"/],

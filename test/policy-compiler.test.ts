@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { CompiledPolicy } from '../src/compile.js'
 import type { Worker } from 'node:worker_threads'
 import { PolicyCompiler } from '../src/policy-compiler.js'
 import { preparePolicy, transferList } from '../src/prepare.js'
@@ -14,8 +15,9 @@ t.test('the worker prepares what preparePolicy prepares, typed arrays included',
   if (!remote.ok || !local.ok) throw new Error('expected both to succeed')
   t.equal(remote.etag, local.etag)
   t.same(remote.compiled.summary, local.compiled.summary)
-  t.ok(remote.compiled.subnetV4.table.entries instanceof Uint32Array)
-  t.same(Array.from(remote.compiled.subnetV6.table.entries), Array.from(local.compiled.subnetV6.table.entries))
+  const [r, l] = [remote.compiled as CompiledPolicy, local.compiled as CompiledPolicy]
+  t.ok(r.subnetV4.table.entries instanceof Uint32Array)
+  t.same(Array.from(r.subnetV6.table.entries), Array.from(l.subnetV6.table.entries))
   t.match(await compiler.prepare('{ nope', DEFAULT_LOAD_CONTEXT), { ok: false, errors: [{ message: /line 1, column 3/ }] })
 })
 

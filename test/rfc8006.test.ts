@@ -5,8 +5,8 @@ import { createClientFacts, type ClientFacts } from '../src/client-facts.js'
 import { parseAddress } from '../src/address.js'
 import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/compile.js'
 import { isHostIndex, loadSiteModel, normalizeHost } from '../src/rfc8006.js'
-import { aclsAllow, compileAcls, indexSite, selectNode } from '../src/site.js'
-import type { AclSet } from '../src/model.js'
+import { aclsAllow, compileSite, explainSite, selectNode, type CompiledAcls } from '../src/site.js'
+import type { SiteModel } from '../src/model.js'
 
 const ALL_FACTS = { gatewaysConfigured: true, countryDatabase: true, asnDatabase: true }
 
@@ -32,11 +32,10 @@ function facts(patch: { source?: string; handset?: string; country?: string; asn
   return f
 }
 
-const allows = (acls: AclSet, f: ClientFacts): boolean => {
-  const compiled = compileAcls(acls)
-  return aclsAllow(compiled, f, new Uint32Array(compiled.words))
-}
-const hostAcls = (doc: unknown) => (load(doc).site.hosts[0] as { acls: AclSet }).acls
+const allows = (acls: CompiledAcls, f: ClientFacts): boolean => aclsAllow(acls, f, new Uint32Array(Math.max(1, ...acls.policies.map((policy) => policy.words))))
+/** The compiled ACLs of a document's first host. */
+const firstHost = (model: SiteModel | null): CompiledAcls => ([...compileSite(model as SiteModel).hosts.values()][0] as { acls: CompiledAcls }).acls
+const hostAcls = (doc: unknown) => firstHost(load(doc).site)
 
 t.test('the RFC examples, as printed (section 4.2.2-4.2.4)', async (t) => {
   // 4.2.2: a LocationACL with no locations allows any location.
@@ -111,7 +110,7 @@ t.test('first match decides, action defaults to deny, missing list allows, empty
   t.notOk(allows(hostAcls(hostWith(acl('MI.TimeWindowACL', { times: [{ action: 'allow', windows: [] }] }))), facts({})), 'a rule with no windows matches never')
   const odd = load(hostWith(acl('MI.ProtocolACL', { 'protocol-acl': [{ action: 'allow', protocols: ['HTTP/1.1', 'http/1.1', 'quic/1'] }] })))
   t.match(odd.warnings, [{ pointer: '/hosts/0/host-metadata/metadata/0/generic-metadata-value/protocol-acl/0/protocols/2', message: /"quic\/1" is not a protocol this edge serves/ }])
-  t.ok(allows((odd.site.hosts[0] as { acls: AclSet }).acls, facts({})))
+  t.ok(allows(firstHost(odd.site), facts({})))
 })
 
 t.test('mobile footprints, subdivisions and databases: what never matches is said', async (t) => {
@@ -129,23 +128,23 @@ t.test('mobile footprints, subdivisions and databases: what never matches is sai
   const places = loadSiteModel(hostWith(acl('MI.LocationACL', { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'footprintunion', 'footprint-value': [{ 'footprint-type': 'countrycode', 'footprint-value': ['us'] }, { 'footprint-type': 'subdivisioncode', 'footprint-value': ['ca-on'] }] }] }] })), {})
   t.ok(places.ok)
   t.match(places.warnings, [{ message: /countrycode needs a country database/ }, { message: /subdivisioncode needs a subdivision database/ }])
-  t.notOk(allows((places.site?.hosts[0] as { acls: AclSet }).acls, facts({ country: 'CA' })), 'a subdivision never matches yet')
+  t.notOk(allows(firstHost(places.site), facts({ country: 'CA' })), 'a subdivision never matches yet')
   t.match(loadSiteModel(hostWith(acl('MI.LocationACL', { locations: [{ footprints: [{ 'footprint-type': 'asn', 'footprint-value': ['as1'] }] }] })), {}).warnings, [{ message: /asn needs an AS-number database/ }])
 })
 
 t.test('mandatory-to-enforce: an object this edge does not enforce denies what it covers; optional ones are ignored', async (t) => {
   const source = acl('MI.SourceMetadata', { sources: [{ endpoints: ['a.ucdn.example'], protocol: 'http/1.1' }] })
   const loaded = load(hostWith(source))
-  const acls = (loaded.site.hosts[0] as { acls: AclSet }).acls
+  const acls = firstHost(loaded.site)
   t.notOk(allows(acls, facts({})), 'mandatory by default: denied')
   t.match(acls.unenforceable, [{ type: 'MI.SourceMetadata', pointer: '/hosts/0/host-metadata/metadata/0' }])
   t.match(loaded.warnings, [{ message: 'MI.SourceMetadata is mandatory-to-enforce and this edge does not enforce it: the content it covers is denied' }])
   const optional = load(hostWith({ ...source, 'mandatory-to-enforce': false }))
-  t.ok(allows((optional.site.hosts[0] as { acls: AclSet }).acls, facts({})))
+  t.ok(allows(firstHost(optional.site), facts({})))
   t.match(optional.warnings, [{ message: /it is not mandatory-to-enforce, so it is ignored/ }])
   const elsewhere = loadSiteModel(hostWith(source), { enforcedElsewhere: ['mi.sourcemetadata'] })
   t.same(elsewhere.warnings, [], 'a type enforced elsewhere on the edge is neither denied nor warned about')
-  t.ok(allows((elsewhere.site?.hosts[0] as { acls: AclSet }).acls, facts({})))
+  t.ok(allows(firstHost(elsewhere.site), facts({})))
   // incomprehensible objects are never applied, even of a type we enforce.
   const allowAll = acl('MI.LocationACL', {}, { incomprehensible: true })
   t.notOk(allows(hostAcls(hostWith(allowAll)), facts({})), 'incomprehensible and mandatory: denied')
@@ -156,7 +155,7 @@ t.test('mandatory-to-enforce: an object this edge does not enforce denies what i
   t.match(unknown.unenforceable, [{ reason: /footprint type "geopolygon" is not one this edge knows/ }])
   // Only the first object of a type in one list counts.
   const twice = load(hostWith(acl('MI.ProtocolACL', { 'protocol-acl': [{ action: 'allow', protocols: ['http/1.1'] }] }), acl('mi.protocolACL', {})))
-  t.notOk(allows((twice.site.hosts[0] as { acls: AclSet }).acls, facts({ https: true })))
+  t.notOk(allows(firstHost(twice.site), facts({ https: true })))
   t.match(twice.warnings, [{ pointer: '/hosts/0/host-metadata/metadata/1', message: /only the first of a type counts/ }])
 })
 
@@ -166,7 +165,7 @@ t.test('hosts: exact and case-insensitive, ports kept, IPv6 literals in any RFC 
   t.equal(normalizeHost('[2001:DB8:0:0:0:0:0:1]:443'), '[2001:db8::1]:443')
   t.equal(normalizeHost('[2001:db8::1]'), '[2001:db8::1]')
   for (const bad of ['[2001:db8::1', '[nonsense]', '[fe80::1%eth0]', '[2001:db8::1]x', 'a b', '']) t.equal(normalizeHost(bad), null, `${JSON.stringify(bad)} is no host`)
-  const index = indexSite(
+  const index = compileSite(
     load({
       hosts: [
         { host: 'Video.Example.com', 'host-metadata': { metadata: [] } },
@@ -212,10 +211,10 @@ t.test('paths: first match, nested paths, a deeper object of a type replaces the
       },
     ],
   }
-  const index = indexSite(load(doc).site)
+  const index = compileSite(load(doc).site)
   const decide = (path: string, f: ClientFacts) => {
     const node = selectNode(index, 'video.example.com', path)
-    return { pointer: node?.pointer, allowed: node !== null && allows(node.acls, f) }
+    return { pointer: node?.pointer, allowed: node !== null && allows(node, f) }
   }
   t.same(decide('/paid/a.mp4', facts({})), { pointer: '/hosts/0', allowed: false }, 'no path matches: the host metadata (https only)')
   t.same(decide('/paid/a.mp4', facts({ https: true })), { pointer: '/hosts/0', allowed: true })
@@ -226,6 +225,32 @@ t.test('paths: first match, nested paths, a deeper object of a type replaces the
   t.same(decide('/free/US-ONLY/a', facts({ country: 'FR' })).pointer, '/hosts/0/host-metadata/paths/0', 'a case-sensitive nested pattern')
   t.same(decide('/live/x.m3u8', facts({ country: 'US' })), { pointer: '/hosts/0/host-metadata/paths/2', allowed: false }, 'LocationACL added, https still inherited')
   t.same(decide('/live/x.m3u8', facts({ country: 'US', https: true })).allowed, true)
+  // Compiled once each however many paths inherit it: https (inherited by three nodes), us
+  // (written twice, so two), the empty location list; the ProtocolACL without a list allows all
+  // and needs nothing compiled.
+  t.equal(index.policies.length, 4)
+  t.match(index.summary, { hosts: 1, rules: 3, regions: 2 })
+  t.notOk(index.usesTime)
+})
+
+t.test('explanations: the node selected, then each ACL rule by rule', async (t) => {
+  const site = compileSite(
+    load(
+      hostWith(
+        acl('MI.LocationACL', { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'ipv4cidr', 'footprint-value': ['10.0.0.0/8'] }] }] }),
+        acl('MI.TimeWindowACL', { times: [{ action: 'allow', windows: [{ start: 0, end: 4102444800 }] }] }),
+      ),
+    ).site,
+  )
+  t.ok(site.usesTime)
+  const allowed = explainSite(site, 'video.example.com', '/a', facts({ source: '10.1.1.1' }))
+  t.match(allowed, { selected: '/hosts/0', allowed: true, decidedBy: '/hosts/0', failed: [] })
+  t.equal(allowed.rules.length, 2)
+  const denied = explainSite(site, 'video.example.com', '/a', facts({ source: '11.1.1.1' }))
+  t.match(denied, { selected: '/hosts/0', allowed: false, decidedBy: null, failed: ['region'] })
+  t.same(explainSite(site, 'elsewhere.example', '/a', facts({})), { selected: null, allowed: false, decidedBy: null, failed: [], rules: [] })
+  const blocked = compileSite(load(hostWith(acl('MI.Auth', {}))).site)
+  t.same(explainSite(blocked, 'video.example.com', '/', facts({})), { selected: '/hosts/0', allowed: false, decidedBy: '/hosts/0/host-metadata/metadata/0', failed: [], rules: [] })
 })
 
 t.test('bad documents: every problem with a pointer; Link objects named as such', async (t) => {
