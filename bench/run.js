@@ -13,6 +13,7 @@ const suites = [
   { name: 'HTTP, mixed traffic', script: 'http.js' },
   { name: 'HTTP, allowed traffic only', script: 'http.js', env: { LOAD_MIX: 'allowed' } },
   { name: 'hot swap under load', script: 'push.js' },
+  { name: 'RFC 8006 selection, 5,000 hosts x 20 patterns', script: 'site.js' },
 ]
 const only = process.argv[2]
 const results = []

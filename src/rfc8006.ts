@@ -105,6 +105,15 @@ export function normalizeHost(text: string): string | null {
   return `[${ipaddr.IPv6.parse(literal).toString()}]${rest}`
 }
 
+/**
+ * Identical ACL values (a partner often writes the same LocationACL under thousands of hosts) are
+ * translated, and so compiled, once: the key is the type and the value's JSON text. Their rule
+ * pointers then name the first place the value was written.
+ */
+interface SiteTranslation extends Translation {
+  acls: Map<string, { acl: PolicyModel | null; problems: string[] }>
+}
+
 interface Entry {
   pointer: string
   type: string
@@ -232,7 +241,7 @@ function translateAcl(t: Translation, type: string, value: Record<string, unknow
 }
 
 /** One `metadata` list, as entries by type (first of a type wins). */
-function translateMetadataList(t: Translation, list: Record<string, unknown>[], at: string): Map<string, Entry> {
+function translateMetadataList(t: SiteTranslation, list: Record<string, unknown>[], at: string): Map<string, Entry> {
   const entries = new Map<string, Entry>()
   list.forEach((generic, i) => {
     const entryAt = `${at}/${i}`
@@ -266,8 +275,14 @@ function translateMetadataList(t: Translation, list: Record<string, unknown>[], 
       addAjvErrors(t, validate, valueAt)
       return
     }
-    const problems: string[] = []
-    const acl = translateAcl(t, type, value as Record<string, unknown>, valueAt, problems)
+    const key = `${type}\n${JSON.stringify(value)}`
+    let translated = t.acls.get(key)
+    if (translated === undefined) {
+      const problems: string[] = []
+      translated = { acl: translateAcl(t, type, value as Record<string, unknown>, valueAt, problems), problems }
+      t.acls.set(key, translated)
+    }
+    const { acl, problems } = translated
     if (problems.length > 0) unenforceable(`cannot be enforced here (${problems.join('; ')})`)
     else entries.set(type, { pointer: entryAt, type: written, acl })
   })
@@ -281,7 +296,7 @@ function aclSet(entries: Map<string, Entry>): AclSet {
   return { location: acl(LOCATION_ACL), time: acl(TIME_WINDOW_ACL), protocol: acl(PROTOCOL_ACL), unenforceable }
 }
 
-function translatePaths(t: Translation, paths: Record<string, unknown>[] | undefined, at: string, inherited: Map<string, Entry>): PathNode[] {
+function translatePaths(t: SiteTranslation, paths: Record<string, unknown>[] | undefined, at: string, inherited: Map<string, Entry>): PathNode[] {
   return (paths ?? []).map((match, i) => {
     const matchAt = `${at}/${i}`
     warnVendorExtensions(t, match, matchAt)
@@ -303,7 +318,7 @@ function translatePaths(t: Translation, paths: Record<string, unknown>[] | undef
 
 /** Validates a HostIndex and translates it into the site model. Never throws for any JSON value. */
 export function loadSiteModel(doc: unknown, context: Partial<LoadContext> = {}): SiteLoadResult {
-  const t = newTranslation({ ...DEFAULT_LOAD_CONTEXT, ...context })
+  const t: SiteTranslation = { ...newTranslation({ ...DEFAULT_LOAD_CONTEXT, ...context }), acls: new Map() }
   if (!validateDocument(doc)) {
     if (!validateShell(doc)) addAjvErrors(t, validateShell, '')
     const hosts = (doc as { hosts?: unknown }).hosts
