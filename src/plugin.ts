@@ -89,10 +89,15 @@ function deny(reply: FastifyReply): void {
   reply.code(403).header('content-type', 'application/json; charset=utf-8').send(DENY_BODY)
 }
 
-/** Selections remembered per live site (host and path, no query). */
-const SELECTION_CACHE = 10_000
 /** What the selection cache holds for a host no HostMatch covers. */
 const NO_NODE = Symbol('no node')
+
+/**
+ * Selections remembered per live site, keyed by host and path (no query). Bounded in entries and in
+ * key characters both: a client may send 10,000 distinct URLs of 16 KB each, and 160 MB of keys
+ * would be its doing.
+ */
+const newSelectionCache = () => new LRUCache<string, CompiledAcls | typeof NO_NODE>({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_value, key) => key.length + 1 })
 
 /** A connection: a TLS socket, or a plain one without `encrypted`. */
 type PeerSocket = Partial<TLSSocket>
@@ -120,7 +125,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   let policy: CompiledPolicy | null = null
   let site: CompiledSite | null = null
   // Host and path selection, per live site: URLs repeat, and patterns are tried in order.
-  let selections = new LRUCache<string, CompiledAcls | typeof NO_NODE>({ max: SELECTION_CACHE })
+  let selections = newSelectionCache()
   let version = 0
   let scratch = new Uint32Array(1)
   const facts = createClientFacts()
@@ -145,7 +150,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   const swap = (compiled: CompiledMetadata, warnings: Problem[], nextVersion = version + 1): UpdateResult => {
     // The swap: one assignment each, between two requests (the hook is synchronous).
     scratch = new Uint32Array(compiled.words)
-    selections = new LRUCache({ max: SELECTION_CACHE })
+    selections = newSelectionCache()
     if (isSite(compiled)) {
       site = compiled
       policy = null
