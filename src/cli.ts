@@ -111,7 +111,7 @@ async function serve(argv: string[], io: Io): Promise<number> {
 }
 
 function contextFrom(config: ServerConfig | null): LoadContext {
-  return { gatewaysConfigured: (config?.gateways.length ?? 0) > 0, countryDatabase: false, asnDatabase: false }
+  return { gatewaysConfigured: (config?.gateways.length ?? 0) > 0, countryDatabase: false, asnDatabase: false, enforcedElsewhere: (config?.enforcedElsewhere ?? []).map((type) => type.toLowerCase()) }
 }
 
 async function validate(argv: string[], io: Io): Promise<number> {

@@ -18,6 +18,7 @@ export interface ServerConfig {
   origin: string | null
   trustedProxies: string[]
   gateways: GatewayOptions[]
+  enforcedElsewhere: string[]
   apiHost: string
   apiPort: number
   apiToken: string | null
@@ -53,6 +54,7 @@ export const SETTINGS: Setting[] = [
   { key: 'origin', flag: 'origin', env: 'CDNI_ORIGIN', kind: 'url', help: 'origin or cache to proxy to, instead of a folder' },
   { key: 'trustedProxies', flag: 'trusted-proxies', env: 'CDNI_TRUSTED_PROXIES', kind: 'list', help: 'comma-separated CIDRs of our own load balancers' },
   { key: 'gateways', flag: 'gateways', env: 'CDNI_GATEWAYS', kind: 'gateways', help: 'operator gateways, as JSON' },
+  { key: 'enforcedElsewhere', flag: 'enforced-elsewhere', env: 'CDNI_ENFORCED_ELSEWHERE', kind: 'list', help: 'comma-separated RFC 8006 metadata types enforced behind us (not denied as unenforceable)' },
   { key: 'apiHost', flag: 'api-host', env: 'CDNI_API_HOST', kind: 'string', help: 'push API listen address' },
   { key: 'apiPort', flag: 'api-port', env: 'CDNI_API_PORT', kind: 'port', help: 'push API listen port' },
   { key: 'apiToken', flag: 'api-token-file', env: 'CDNI_API_TOKEN', kind: 'string', help: 'bearer token of the push API (the flag names a file holding it)' },
@@ -73,6 +75,7 @@ export const DEFAULTS: ServerConfig = {
   origin: null,
   trustedProxies: [],
   gateways: [],
+  enforcedElsewhere: [],
   apiHost: '127.0.0.1',
   apiPort: 8081,
   apiToken: null,
@@ -122,7 +125,7 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
     }
     case 'list': {
       const list = from === 'text' && typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw
-      if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) fail('must be a list of CIDR strings')
+      if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) fail('must be a list of strings')
       return list
     }
     case 'gateways': {

@@ -63,7 +63,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     request.log.error({ err: error }, 'request failed')
     done()
   })
-  await content.register(cdniAuthz, { trustedProxies: config.trustedProxies, gateways: config.gateways, logMsisdn: config.logMsisdn })
+  await content.register(cdniAuthz, { trustedProxies: config.trustedProxies, gateways: config.gateways, enforcedElsewhere: config.enforcedElsewhere, logMsisdn: config.logMsisdn })
   if (config.origin !== null) {
     await content.register(fastifyHttpProxy, { upstream: config.origin, prefix: '/' })
   } else {

@@ -158,6 +158,9 @@ t.test('the push API takes RFC 8006 as JSON or as application/cdni; ptype=MI.Hos
   const seedAsCdni = await s.push({ deliveryCriteria: [{ protocol: 'http' }] }, cdni)
   t.equal(seedAsCdni.status, 400)
   t.match(await seedAsCdni.json(), { errors: [{ message: /no HostIndex/ }] })
+  const elsewhere = await start(config({ enforcedElsewhere: ['MI.Auth'] }))
+  t.teardown(() => elsewhere.surrogate.close())
+  t.match(await (await elsewhere.push(SITE)).json(), { version: 1, warnings: [] }, 'the surrogate setting enforcedElsewhere reaches the plugin')
   t.equal((await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH }).then((r) => r.json() as Promise<{ hosts: unknown[] }>)).hosts.length, 2, 'the live document is the last accepted one')
 })
 
