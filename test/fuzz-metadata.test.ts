@@ -6,7 +6,9 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { readFileSync } from 'node:fs'
-import { compilePolicy, createClientFacts, decide, loadPolicyModel, parseMetadataText, type Problem } from '../src/index.js'
+import { compileMetadata, compilePolicy, createClientFacts, decide, loadPolicyModel, parseMetadataText, selectNode, type Problem } from '../src/index.js'
+import { isSite } from '../src/prepare.js'
+import { aclsAllow, type CompiledSite } from '../src/site.js'
 import { MAX_PROBLEMS } from '../src/metadata.js'
 import { Ajv, type ErrorObject } from 'ajv'
 
@@ -20,6 +22,23 @@ const seeds: unknown[] = [
     deliveryProfiles: [
       { deliveryCriteria: [{ region: { country: ['CN', 'gb'], bgpAs: [64496, 4200000000] } }], deliveryRules: { allow: false } },
       { deliveryCriteria: [{ region: { subnet: ['10.0.0.0/255.255.0.0', '2001:db8::/32'] } }, { timeWindow: { startTime: '2026-01-01T00:00:00Z', endTime: '2027-01-01T00:00:00.5+08:00' } }], deliveryRules: { allow: true } },
+    ],
+  },
+  // RFC 8006: a host with all three ACLs, nested paths, and a type this edge does not enforce.
+  {
+    hosts: [
+      {
+        host: 'video.example.com',
+        'host-metadata': {
+          metadata: [
+            { 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'footprintunion', 'footprint-value': [{ 'footprint-type': 'ipv4cidr', 'footprint-value': ['10.0.0.0/8'] }, { 'footprint-type': 'x-msisdn-prefix', 'footprint-value': ['+86135'] }] }] }] } },
+            { 'generic-metadata-type': 'MI.TimeWindowACL', 'generic-metadata-value': { times: [{ action: 'allow', windows: [{ start: 946717200, end: 4102444800 }] }] } },
+            { 'generic-metadata-type': 'MI.ProtocolACL', 'generic-metadata-value': { 'protocol-acl': [{ action: 'allow', protocols: ['http/1.1', 'https/1.1'] }] }, 'mandatory-to-enforce': true },
+          ],
+          paths: [{ 'path-pattern': { pattern: '/live/*.m3u8', 'case-sensitive': true }, 'path-metadata': { metadata: [{ 'generic-metadata-type': 'MI.CachePolicy', 'generic-metadata-value': {}, 'mandatory-to-enforce': false }], paths: [] } }],
+        },
+      },
+      { host: '[2001:db8::1]:8443', 'host-metadata': { metadata: [] } },
     ],
   },
 ]
@@ -39,7 +58,7 @@ function resolve(doc: unknown, pointer: string): { found: boolean } {
 /** The invariant every answer must hold. */
 function check(doc: unknown): 'accepted' | 'refused' {
   const started = performance.now()
-  const result = loadPolicyModel(doc, CONTEXT)
+  const result = compileMetadata(doc, CONTEXT)
   const problems: Problem[] = result.ok ? result.warnings : result.errors
   if (problems.length > MAX_PROBLEMS + 1) throw new Error(`${problems.length} problems: the list is not capped`)
   for (const problem of problems) {
@@ -49,8 +68,14 @@ function check(doc: unknown): 'accepted' | 'refused' {
     if (!resolve(doc, problem.pointer).found && !resolve(doc, parent).found) throw new Error(`pointer ${problem.pointer} does not lead into the document`)
   }
   if (result.ok) {
-    const compiled = compilePolicy(result.model)
-    decide(compiled, createClientFacts(), new Uint32Array(compiled.words))
+    const compiled = result.compiled
+    const scratch = new Uint32Array(compiled.words)
+    if (!isSite(compiled)) decide(compiled, createClientFacts(), scratch)
+    for (const host of isSite(compiled) ? compiled.hosts.keys() : []) {
+      const acls = selectNode(compiled as CompiledSite, host, '/live/a.m3u8?x')
+      if (acls === null) throw new Error(`host ${host} of the site is not selected`)
+      aclsAllow(acls, createClientFacts(), scratch)
+    }
   } else if (result.errors.length === 0) {
     throw new Error('refused without a reason')
   }
@@ -186,6 +211,8 @@ t.test('random JSON values and random text: an answer, never an exception', asyn
       if (check(value) === 'refused') refused++
       check({ deliveryCriteria: value })
       check({ deliveryProfiles: value })
+      check({ hosts: value })
+      check({ hosts: [{ host: 'a.example', 'host-metadata': { metadata: [{ 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': value }] } }] })
     }),
     { numRuns: RUNS, seed: Number(process.env.FUZZ_SEED ?? 20261122), endOnFailure: true },
   )
