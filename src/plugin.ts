@@ -14,7 +14,7 @@ import type { Problem } from './model.js'
 import { maskMsisdn } from './msisdn.js'
 import { PolicyCompiler } from './policy-compiler.js'
 import { compileMetadata, isSite, type CompiledMetadata, type PreparedPolicy, type RefusedPolicy } from './prepare.js'
-import { aclsAllow, explainSite, selectNode, type CompiledAcls, type CompiledSite } from './site.js'
+import { explainSite, firstDenial, selectNode, type CompiledAcls, type CompiledSite, type Denial } from './site.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
   /** The initial metadata document (parsed JSON, or JSON text). With none, every request is
@@ -238,21 +238,17 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     return selected === NO_NODE ? null : selected
   }
 
-  const denySite = (live: CompiledSite, request: FastifyRequest, reply: FastifyReply): void => {
-    const acls = select(live, request)
+  /** Counts, logs and answers a denial on a site: no node, an unenforceable object, or an ACL. */
+  const denySite = (request: FastifyRequest, reply: FastifyReply, acls: CompiledAcls | null, denial: Denial | null): void => {
+    const blocked = acls?.unenforceable[0]
     let reason: DenyReason = 'no-host-matched'
     let decidedBy: string | null = null
-    if (acls !== null && acls.unenforceable.length > 0) {
+    if (blocked !== undefined) {
       reason = 'unenforceable'
-      decidedBy = (acls.unenforceable[0] as { pointer: string }).pointer
-    } else if (acls !== null) {
-      for (const acl of acls.policies) {
-        const rule = decide(acl, facts, scratch)
-        if (isAllowed(acl, rule)) continue
-        reason = rule < 0 ? 'no-rule-matched' : 'deny-rule'
-        decidedBy = rule < 0 ? null : (acl.rules[rule] as { pointer: string }).pointer
-        break
-      }
+      decidedBy = blocked.pointer
+    } else if (denial !== null) {
+      reason = denial.rule < 0 ? 'no-rule-matched' : 'deny-rule'
+      decidedBy = denial.rule < 0 ? null : (denial.policy.rules[denial.rule] as { pointer: string }).pointer
     }
     counts.denied[reason]++
     if (logsAtInfo(request.log)) {
@@ -268,13 +264,16 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   const enforceSite = (liveSite: CompiledSite, request: FastifyRequest, reply: FastifyReply, next: () => void): void => {
     extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, liveSite.usesTime ? Date.now() : 0, facts)
     const acls = select(liveSite, request)
-    if (acls !== null && aclsAllow(acls, facts, scratch)) {
+    // Each ACL is decided once: the denial found here is the one the deny line names.
+    const enforceable = acls !== null && acls.unenforceable.length === 0
+    const denial = enforceable ? firstDenial(acls, facts, scratch) : null
+    if (enforceable && denial === null) {
       counts.allowed++
       next()
     } else if (optedOut(request)) {
       next()
     } else {
-      denySite(liveSite, request, reply)
+      denySite(request, reply, acls, denial)
     }
   }
 

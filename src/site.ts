@@ -78,11 +78,24 @@ export function selectNode(site: CompiledSite, hostHeader: string | undefined, u
   }
 }
 
+/** An ACL in force that denies a request, and the rule that decided (-1: no rule matched). */
+export interface Denial {
+  policy: CompiledPolicy
+  rule: number
+}
+
+/** The first enforceable ACL that denies, or null when every one allows (unenforceable aside). */
+export function firstDenial(acls: CompiledAcls, facts: ClientFacts, scratch: Uint32Array): Denial | null {
+  for (const policy of acls.policies) {
+    const rule = decide(policy, facts, scratch)
+    if (!isAllowed(policy, rule)) return { policy, rule }
+  }
+  return null
+}
+
 /** The logical AND of RFC 8006 section 4.2.2 over the ACL kinds in force. */
 export function aclsAllow(acls: CompiledAcls, facts: ClientFacts, scratch: Uint32Array): boolean {
-  if (acls.unenforceable.length > 0) return false
-  for (const policy of acls.policies) if (!isAllowed(policy, decide(policy, facts, scratch))) return false
-  return true
+  return acls.unenforceable.length === 0 && firstDenial(acls, facts, scratch) === null
 }
 
 export interface SiteExplanation extends Explanation {
