@@ -130,9 +130,8 @@ interface SiteTranslation extends Translation {
   acls: Map<string, { acl: PolicyModel | null; problems: string[] }>
 }
 
+/** One type's object in force at a node. Neither field: understood, nothing to enforce here. */
 interface Entry {
-  pointer: string
-  type: string
   /** The model for an enforced ACL (null: allow all); undefined for anything else. */
   acl?: PolicyModel | null
   unenforceable?: Unenforceable
@@ -273,16 +272,16 @@ function translateMetadataList(t: SiteTranslation, list: Record<string, unknown>
     const validate = validators().values[type]
     const unenforceable = (reason: string): void => {
       if (mandatory) {
-        entries.set(type, { pointer: entryAt, type: written, unenforceable: { pointer: entryAt, type: written, reason } })
+        entries.set(type, { unenforceable: { pointer: entryAt, type: written, reason } })
         t.warnings.add(entryAt, `${written} is mandatory-to-enforce and ${reason}: the content it covers is denied`)
       } else {
-        entries.set(type, { pointer: entryAt, type: written })
+        entries.set(type, {})
         t.warnings.add(entryAt, `${written} ${reason}; it is not mandatory-to-enforce, so it is ignored`)
       }
     }
     if (generic.incomprehensible === true) return unenforceable('is marked incomprehensible by a CDN upstream')
     if (validate === undefined) {
-      if (t.context.enforcedElsewhere?.includes(type)) entries.set(type, { pointer: entryAt, type: written })
+      if (t.context.enforcedElsewhere?.includes(type)) entries.set(type, {})
       else unenforceable('this edge does not enforce it')
       return
     }
@@ -300,7 +299,7 @@ function translateMetadataList(t: SiteTranslation, list: Record<string, unknown>
     }
     const { acl, problems } = translated
     if (problems.length > 0) unenforceable(`cannot be enforced here (${problems.join('; ')})`)
-    else entries.set(type, { pointer: entryAt, type: written, acl })
+    else entries.set(type, { acl })
   })
   return entries
 }
