@@ -5,9 +5,9 @@
  */
 import { createHash } from 'node:crypto'
 import { compilePolicy, type CompiledPolicy } from './compile.js'
-import { DEFAULT_LOAD_CONTEXT, loadPolicyModel, parseMetadataText, type LoadContext, type ValidationReport } from './metadata.js'
+import { DEFAULT_LOAD_CONTEXT, loadPolicyModel, parseMetadataText, type LoadContext, type LoadResult, type ValidationReport } from './metadata.js'
 import type { Problem } from './model.js'
-import { isHostIndex, loadSiteModel } from './rfc8006.js'
+import { isHostIndex, loadSiteModel, type SiteLoadResult } from './rfc8006.js'
 import { compileSite, type CompiledSite } from './site.js'
 
 /** Either format, compiled: the seed's criteria as one policy, RFC 8006 as a site of hosts. */
@@ -17,14 +17,16 @@ export const isSite = (compiled: CompiledMetadata): compiled is CompiledSite => 
 
 export type Compilation = { ok: true; compiled: CompiledMetadata; warnings: Problem[] } | { ok: false; errors: Problem[]; warnings: Problem[] }
 
-/** One entry point for both formats, told apart by shape: RFC 8006 has `hosts`. */
+/** Either format's loader, told apart by shape: RFC 8006 has `hosts`. */
+function loadMetadata(doc: unknown, context: LoadContext): LoadResult | SiteLoadResult {
+  return isHostIndex(doc) ? loadSiteModel(doc, context) : loadPolicyModel(doc, context)
+}
+
+/** One entry point for both formats: validated and compiled. */
 export function compileMetadata(doc: unknown, context: LoadContext): Compilation {
-  if (isHostIndex(doc)) {
-    const loaded = loadSiteModel(doc, context)
-    return loaded.ok ? { ok: true, compiled: compileSite(loaded.site), warnings: loaded.warnings } : loaded
-  }
-  const loaded = loadPolicyModel(doc, context)
-  return loaded.ok ? { ok: true, compiled: compilePolicy(loaded.model), warnings: loaded.warnings } : loaded
+  const loaded = loadMetadata(doc, context)
+  if (!loaded.ok) return loaded
+  return { ok: true, compiled: 'site' in loaded ? compileSite(loaded.site) : compilePolicy(loaded.model), warnings: loaded.warnings }
 }
 
 export interface PreparedPolicy {
@@ -49,8 +51,7 @@ export function etagOf(text: string): string {
 
 /** Validates a parsed metadata document of either format; compiles nothing. */
 export function validateMetadata(doc: unknown, context: Partial<LoadContext> = {}): ValidationReport {
-  const full = { ...DEFAULT_LOAD_CONTEXT, ...context }
-  const result = isHostIndex(doc) ? loadSiteModel(doc, full) : loadPolicyModel(doc, full)
+  const result = loadMetadata(doc, { ...DEFAULT_LOAD_CONTEXT, ...context })
   return { ok: result.ok, errors: result.errors, warnings: result.warnings }
 }
 
