@@ -12,46 +12,54 @@ type Pending = { resolve: (value: PreparedPolicy | RefusedPolicy) => void; rejec
 /* c8 ignore next - the .js branch is the built package's */
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './compile-worker.ts' : './compile-worker.js', import.meta.url)
 
+/** A worker and the jobs it owes. Each worker has its own, so one that is exiting fails only its own. */
+type Live = { worker: Worker; pending: Map<number, Pending> }
+
 export class PolicyCompiler {
-  private worker: Worker | null = null
-  private readonly pending = new Map<number, Pending>()
+  private live: Live | null = null
   private nextId = 1
 
-  private start(): Worker {
-    const worker = new Worker(WORKER_URL)
+  private start(): Live {
+    const live: Live = { worker: new Worker(WORKER_URL), pending: new Map() }
+    const { worker, pending } = live
     worker.on('message', (message: { id: number; result: PreparedPolicy | RefusedPolicy }) => {
-      const job = this.pending.get(message.id) as Pending
-      this.pending.delete(message.id)
-      if (this.pending.size === 0) worker.unref()
+      const job = pending.get(message.id) as Pending
+      pending.delete(message.id)
+      // An idle worker must not keep the process alive. One that is being closed stays
+      // referenced until its 'exit': terminate() resolves on that event, and an empty event loop
+      // would end the process first, leaving whoever awaits close() hanging.
+      if (pending.size === 0 && this.live === live) worker.unref()
       job.resolve(message.result)
     })
     const fail = (error: Error): void => {
-      if (this.worker === worker) this.worker = null
-      for (const job of this.pending.values()) job.reject(error)
-      this.pending.clear()
+      if (this.live === live) this.live = null
+      for (const job of pending.values()) job.reject(error)
+      pending.clear()
     }
     worker.on('error', fail)
     worker.on('exit', (code) => fail(new Error(`policy compiler worker exited with code ${code}`)))
-    return worker
+    return live
   }
 
   /** Parses, validates and compiles `text` in the worker. */
   prepare(text: string, context: LoadContext): Promise<PreparedPolicy | RefusedPolicy> {
-    this.worker ??= this.start()
+    const { worker, pending } = (this.live ??= this.start())
     const id = this.nextId++
-    const worker = this.worker
-    // An idle worker must not keep the process alive; a busy one must, or a start that waits
-    // for its first policy would find an empty event loop and exit.
+    // A busy worker must keep the process alive, or a start that waits for its first policy
+    // would find an empty event loop and exit.
     worker.ref()
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
+      pending.set(id, { resolve, reject })
       worker.postMessage({ id, text, context })
     })
   }
 
+  /** Stops the worker; its pending jobs are failed. A later prepare() starts a new one. */
   async close(): Promise<void> {
-    const worker = this.worker
-    this.worker = null
-    if (worker) await worker.terminate()
+    const live = this.live
+    this.live = null
+    if (!live) return
+    live.worker.ref()
+    await live.worker.terminate()
   }
 }

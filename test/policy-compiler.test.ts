@@ -44,12 +44,45 @@ t.test('a worker that dies fails its pending jobs, and the next job gets a new w
   t.equal(again.ok, true)
 })
 
+t.test('closing a compiler that never started a worker does nothing', async (t) => {
+  await t.resolves(new PolicyCompiler().close())
+})
+
+t.test('close() resolves even when the worker answers its last job during the termination', async (t) => {
+  // The answer unreferenced the worker while terminate() waited for its 'exit', and the empty
+  // event loop ended the process with close() unresolved. A listener placed before the
+  // compiler's own closes the compiler as the answer arrives, so the race is taken every time.
+  const compiler = new PolicyCompiler()
+  await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)
+  const { worker } = (compiler as unknown as { live: { worker: Worker } }).live
+  let closing: Promise<void> | undefined
+  worker.prependOnceListener('message', () => { closing = compiler.close() })
+  t.equal((await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)).ok, true)
+  await closing
+  t.pass('close() resolved')
+})
+
+t.test('a job sent while the previous worker is still exiting is not failed by that exit', async (t) => {
+  const compiler = new PolicyCompiler()
+  t.teardown(() => compiler.close())
+  await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)
+  const closing = compiler.close()
+  const next = compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)
+  await closing
+  t.equal((await next).ok, true)
+})
+
 t.test('a worker that crashes on its own is replaced on the next job', async (t) => {
   const compiler = new PolicyCompiler()
   t.teardown(() => compiler.close())
   t.equal((await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)).ok, true)
-  const pending = compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)
-  await (compiler as unknown as { worker: Worker }).worker.terminate()
+  const first = (compiler as unknown as { live: { worker: Worker } }).live.worker
+  // A job long enough (tens of milliseconds of parsing and compiling) that the worker is surely
+  // still on it when it dies; a small one can finish and answer before the termination lands.
+  const subnets = Array.from({ length: 30_000 }, (_, i) => `10.${i >> 8 & 255}.${i & 255}.0/24`)
+  const pending = compiler.prepare(JSON.stringify({ deliveryCriteria: [{ region: { subnet: subnets } }] }), DEFAULT_LOAD_CONTEXT)
+  await first.terminate()
   await t.rejects(pending, { message: /worker exited/ })
   t.equal((await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)).ok, true)
+  t.not((compiler as unknown as { live: { worker: Worker } }).live.worker, first, 'a new worker')
 })
