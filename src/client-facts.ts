@@ -98,10 +98,14 @@ export interface ClientFacts {
   protocol: number
   /** ISO 3166-1 alpha-2 of the source address, when a database says so. */
   country: string | null
+  /** ISO 3166-2 codes (`US-NY`) of the source address, when a City database says so. */
+  subdivisions: readonly string[]
   /** AS number of the source address, or -1. */
   asn: number
   now: number
 }
+
+const NO_SUBDIVISIONS: readonly string[] = Object.freeze([])
 
 export function createClientFacts(): ClientFacts {
   return {
@@ -115,6 +119,7 @@ export function createClientFacts(): ClientFacts {
     msisdn: null,
     protocol: 0,
     country: null,
+    subdivisions: NO_SUBDIVISIONS,
     asn: -1,
     now: 0,
   }
@@ -328,6 +333,7 @@ export function extractFromPeer(trust: TrustConfig, peer: PeerFacts, rawHeaders:
   facts.gateway = -1
   facts.msisdn = null
   facts.country = null
+  facts.subdivisions = NO_SUBDIVISIONS
   facts.asn = -1
   facts.now = now
   facts.protocol = peer.protocol

@@ -332,12 +332,26 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
     }
   }
   if (used[COUNTRY]) {
+    // Country and subdivision codes share the table (`US`, `US-NY`): a region lists either kind,
+    // and matches when the address's country or one of its subdivisions is listed.
     const bits = facts.country === null ? undefined : policy.country.get(facts.country)
-    accumulate(acc, bits ?? EMPTY_BITS, bits ? 0 : -1, policy.without[COUNTRY] as Uint32Array, words)
+    if (facts.subdivisions.length > 0) matchLocation(policy, bits, facts.subdivisions, acc)
+    else accumulate(acc, bits ?? EMPTY_BITS, bits ? 0 : -1, policy.without[COUNTRY] as Uint32Array, words)
   }
   if (used[ASN]) {
     const bits = facts.asn < 0 ? undefined : policy.asn.get(facts.asn)
     accumulate(acc, bits ?? EMPTY_BITS, bits ? 0 : -1, policy.without[ASN] as Uint32Array, words)
+  }
+}
+
+/** The country step when the address has subdivisions: a region passes when it lists the
+ * country or one of the subdivisions (or names no location at all). */
+function matchLocation(policy: CompiledPolicy, countryBits: Uint32Array | undefined, subdivisions: readonly string[], acc: Uint32Array): void {
+  const without = policy.without[COUNTRY] as Uint32Array
+  for (let w = 0; w < policy.words; w++) {
+    let matched = (without[w] as number) | (countryBits === undefined ? 0 : (countryBits[w] as number))
+    for (const code of subdivisions) matched |= policy.country.get(code)?.[w] ?? 0
+    acc[w] = (acc[w] as number) & matched
   }
 }
 

@@ -38,6 +38,8 @@ export interface LoadContext {
   countryDatabase: boolean
   /** An AS-number database is available. */
   asnDatabase: boolean
+  /** The country database is a City one, whose records name subdivisions. Default false. */
+  subdivisionDatabase?: boolean
   /**
    * RFC 8006 metadata types (lower case) that something else on this edge enforces, such as the
    * cache behind us for MI.SourceMetadata: mandatory-to-enforce objects of these types do not deny.
@@ -204,6 +206,7 @@ export interface Translation {
   warnedMobile: boolean
   warnedCountry: boolean
   warnedAsn: boolean
+  warnedSubdivision: boolean
 }
 
 export function warnVendorExtensions(t: Translation, object: object, pointer: string): void {
@@ -236,7 +239,7 @@ export function translatePrefixes(t: Translation, value: string | string[], poin
  * Warns, once per document and fact, that a criterion `name` at `pointer` can never match in this
  * deployment because the fact it needs has no source.
  */
-export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn', pointer: string, name: string): void {
+export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn' | 'subdivision', pointer: string, name: string): void {
   if (fact === 'mobile' && !t.context.gatewaysConfigured && !t.warnedMobile) {
     t.warnedMobile = true
     t.warnings.add(pointer, `${name} needs a trusted operator gateway and none is configured: regions using it never match`)
@@ -246,6 +249,9 @@ export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn
   } else if (fact === 'asn' && !t.context.asnDatabase && !t.warnedAsn) {
     t.warnedAsn = true
     t.warnings.add(pointer, `${name} needs an AS-number database and none is configured: regions using it never match`)
+  } else if (fact === 'subdivision' && t.context.subdivisionDatabase !== true && !t.warnedSubdivision) {
+    t.warnedSubdivision = true
+    t.warnings.add(pointer, `${name} needs a City country database (one whose records name subdivisions) and none is configured: footprints using it never match`)
   }
 }
 
@@ -357,7 +363,7 @@ export function detectFormat(doc: unknown): MetadataFormat | null {
 }
 
 export function newTranslation(context: LoadContext): Translation {
-  return { errors: new ProblemList(), warnings: new ProblemList(), context, warnedMobile: false, warnedCountry: false, warnedAsn: false }
+  return { errors: new ProblemList(), warnings: new ProblemList(), context, warnedMobile: false, warnedCountry: false, warnedAsn: false, warnedSubdivision: false }
 }
 
 /**

@@ -189,12 +189,15 @@ function footprintRegion(t: Translation, footprint: Record<string, unknown>, at:
       warnIfNoSource(t, 'country', at, 'countrycode')
       break
     case 'subdivisioncode':
-      strings().forEach((value, i) => {
-        if (!/^[a-z]{2}-[a-z0-9]{1,3}$/i.test(value)) t.errors.add(`${valuesAt}/${i}`, `"${value}" is not an ISO 3166-2 subdivision code such as "us-ny"`)
-      })
-      // No fact source knows subdivisions yet: a country list that can hold nothing never matches.
+      // Kept in the country table beside country codes (`US-NY` cannot be mistaken for `US`).
       region.country = []
-      t.warnings.add(at, 'subdivisioncode needs a subdivision database and none is configured: this footprint never matches')
+      strings().forEach((value, i) => {
+        const m = /^([a-z]{2})-([a-z0-9]{1,3})$/i.exec(value)
+        const country = m ? normalizeCountryCode(m[1] as string) : null
+        if (country === null) t.errors.add(`${valuesAt}/${i}`, `"${value}" is not an ISO 3166-2 subdivision code such as "us-ny"`)
+        else region.country?.push(`${country}-${(m?.[2] as string).toUpperCase()}`)
+      })
+      warnIfNoSource(t, 'subdivision', at, 'subdivisioncode')
       break
     default:
       problems.push(`footprint type "${type}" is not one this edge knows`)

@@ -20,11 +20,12 @@ function load(doc: unknown, context = ALL_FACTS) {
   return loaded
 }
 
-function facts(patch: { source?: string; handset?: string; country?: string; asn?: number; https?: boolean; at?: number; msisdn?: string } = {}): ClientFacts {
+function facts(patch: { source?: string; handset?: string; country?: string; subdivisions?: string[]; asn?: number; https?: boolean; at?: number; msisdn?: string } = {}): ClientFacts {
   const f = createClientFacts()
   f.sourceFamily = parseAddress(patch.source ?? '192.0.2.10', f.source)
   if (patch.handset) f.handsetFamily = parseAddress(patch.handset, f.handset)
   f.country = patch.country ?? null
+  f.subdivisions = patch.subdivisions ?? []
   f.asn = patch.asn ?? -1
   f.protocol = patch.https ? PROTOCOL_HTTPS : PROTOCOL_HTTP
   f.now = patch.at ?? Date.UTC(2026, 0, 1)
@@ -127,8 +128,21 @@ t.test('mobile footprints, subdivisions and databases: what never matches is sai
   t.match(bare.warnings, [{ message: /x-handset-cidr needs a trusted operator gateway/ }])
   const places = loadSiteModel(hostWith(acl('MI.LocationACL', { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'footprintunion', 'footprint-value': [{ 'footprint-type': 'countrycode', 'footprint-value': ['us'] }, { 'footprint-type': 'subdivisioncode', 'footprint-value': ['ca-on'] }] }] }] })), {})
   t.ok(places.ok)
-  t.match(places.warnings, [{ message: /countrycode needs a country database/ }, { message: /subdivisioncode needs a subdivision database/ }])
-  t.notOk(allows(firstHost(places.site), facts({ country: 'CA' })), 'a subdivision never matches yet')
+  t.match(places.warnings, [{ message: /countrycode needs a country database/ }, { message: /subdivisioncode needs a City country database/ }])
+  t.equal(places.warnings.length, 2)
+  const somewhere = firstHost(places.site)
+  t.ok(allows(somewhere, facts({ country: 'US' })), 'the country listed')
+  t.ok(allows(somewhere, facts({ country: 'CA', subdivisions: ['CA-ON'] })), 'the subdivision listed')
+  t.ok(allows(somewhere, facts({ country: 'US', subdivisions: ['US-NY'] })), 'the country listed, another subdivision')
+  t.notOk(allows(somewhere, facts({ country: 'CA' })), 'the country of the subdivision is not enough')
+  t.notOk(allows(somewhere, facts({ country: 'CA', subdivisions: ['CA-QC'] })), 'another subdivision')
+  const city = loadSiteModel(hostWith(acl('MI.LocationACL', { locations: [{ action: 'deny', footprints: [{ 'footprint-type': 'subdivisioncode', 'footprint-value': ['GB-wsm'] }] }, { action: 'allow', footprints: [{ 'footprint-type': 'ipv4cidr', 'footprint-value': ['0.0.0.0/0'] }] }] })), { subdivisionDatabase: true, countryDatabase: true, gatewaysConfigured: false, asnDatabase: false })
+  t.same(city.errors, [])
+  t.same(city.warnings, [], 'a City database: nothing to say')
+  const london = firstHost(city.site)
+  t.notOk(allows(london, facts({ country: 'GB', subdivisions: ['GB-ENG', 'GB-WSM'] })), 'the second, finer subdivision counts too')
+  t.ok(allows(london, facts({ country: 'GB', subdivisions: ['GB-ENG', 'GB-KEN'] })))
+  t.ok(allows(london, facts({})), 'no location fact: the deny rule does not match, the catch-all allows')
   t.match(loadSiteModel(hostWith(acl('MI.LocationACL', { locations: [{ footprints: [{ 'footprint-type': 'asn', 'footprint-value': ['as1'] }] }] })), {}).warnings, [{ message: /asn needs an AS-number database/ }])
 })
 
