@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { compileTrust, createClientFacts, extractClientFacts, gatewayName } from './client-facts.js'
 import { explain, type Explanation } from './compile.js'
-import { ConfigError, loadConfig, SETTINGS, type ServerConfig } from './config.js'
+import { ConfigError, databaseOptions, loadConfig, SETTINGS, type ServerConfig } from './config.js'
+import { InvalidOptionError } from './errors.js'
+import { fillGeoFacts, geoContext, openGeoDatabases, type GeoDatabases } from './ip-database.js'
 import { formatAddress } from './address.js'
 import { parseMetadataText, parseTimestamp, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
@@ -52,9 +54,11 @@ Stops on SIGTERM or SIGINT after in-flight requests finish.
 const VALIDATE_HELP = `Usage: cdni-authz validate [--config FILE] [--json] FILE...
 
 Checks each metadata file. Exit status 0 when all are valid, 1 otherwise.
-  --config FILE   the surrogate's config, so that warnings know its gateways
-  --json          print the reports as JSON
-  --help          this text
+  --config FILE      the surrogate's config, so that warnings know its gateways and databases
+  --country-db FILE  country database (.mmdb), "bundled" (default) or "none"
+  --asn-db FILE      AS-number database (.mmdb) or "none" (default)
+  --json             print the reports as JSON
+  --help             this text
 `
 
 const CHECK_HELP = `Usage: cdni-authz check --metadata FILE --peer ADDRESS [options]
@@ -73,6 +77,8 @@ Exit status 0 when allowed, 1 when denied, 2 when the input is wrong.
   --config FILE           the surrogate's config, for its trusted proxies and gateways
   --trusted-proxies LIST  comma-separated CIDRs (overrides the config)
   --gateways JSON         operator gateways (overrides the config)
+  --country-db FILE       country database (.mmdb), "bundled" (default) or "none"
+  --asn-db FILE           AS-number database (.mmdb) or "none" (default)
   --json                  print the explanation as JSON
   --help                  this text
 `
@@ -110,12 +116,17 @@ async function serve(argv: string[], io: Io): Promise<number> {
   return 0
 }
 
-function contextFrom(config: ServerConfig | null): LoadContext {
-  return { gatewaysConfigured: (config?.gateways.length ?? 0) > 0, countryDatabase: false, asnDatabase: false, enforcedElsewhere: (config?.enforcedElsewhere ?? []).map((type) => type.toLowerCase()) }
+function databasesOf(config: ServerConfig): GeoDatabases {
+  const { countryDb, asnDb } = databaseOptions(config)
+  return openGeoDatabases(countryDb, asnDb)
+}
+
+function contextFrom(config: ServerConfig, databases: GeoDatabases): LoadContext {
+  return { gatewaysConfigured: config.gateways.length > 0, ...geoContext(databases), enforcedElsewhere: config.enforcedElsewhere.map((type) => type.toLowerCase()) }
 }
 
 async function validate(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } })
+  const { values, positionals } = parse(argv, { config: { type: 'string' }, 'country-db': { type: 'string' }, 'asn-db': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } })
   if (values.help) {
     io.stdout(VALIDATE_HELP)
     return 0
@@ -124,7 +135,8 @@ async function validate(argv: string[], io: Io): Promise<number> {
     io.stderr(`cdni-authz validate: name at least one file\n\n${VALIDATE_HELP}`)
     return 2
   }
-  const context = contextFrom(typeof values.config === 'string' ? configFor(io, values, 'check') : null)
+  const config = configFor(io, values, 'check')
+  const context = contextFrom(config, databasesOf(config))
   const reports: { file: string; ok: boolean; errors: Problem[]; warnings: Problem[] }[] = []
   for (const file of positionals) {
     let text: string
@@ -182,6 +194,8 @@ async function check(argv: string[], io: Io): Promise<number> {
     config: { type: 'string' },
     'trusted-proxies': { type: 'string' },
     gateways: { type: 'string' },
+    'country-db': { type: 'string' },
+    'asn-db': { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean' },
   })
@@ -205,7 +219,8 @@ async function check(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     return usage(`cannot read ${values.metadata}: ${(err as Error).message}`)
   }
-  const prepared = preparePolicy(text, contextFrom(config))
+  const databases = databasesOf(config)
+  const prepared = preparePolicy(text, contextFrom(config, databases))
   if (!prepared.ok) {
     io.stderr(`${values.metadata}: invalid\n${formatProblems('error', prepared.errors)}`)
     return 2
@@ -220,6 +235,7 @@ async function check(argv: string[], io: Io): Promise<number> {
   if (typeof values.msisdn === 'string') headers[config.gateways[0]?.msisdnHeaders?.[0]?.toLowerCase() ?? 'x-up-calling-line-id'] = values.msisdn
   const facts = createClientFacts()
   extractClientFacts(trust, values.peer, values.protocol === 'https', Object.entries(headers).flat(), now, facts)
+  fillGeoFacts(databases, facts, true, true)
   const explanation = isSite(prepared.compiled) ? explainSite(prepared.compiled, values.host as string | undefined, (values.url as string | undefined) ?? '/', facts) : explain(prepared.compiled, facts)
   const factLine = {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),
@@ -227,6 +243,9 @@ async function check(argv: string[], io: Io): Promise<number> {
     handset: facts.handsetFamily === 0 ? null : formatAddress(facts.handsetFamily, facts.handset),
     msisdn: facts.msisdn,
     protocol: facts.protocol === 2 ? 'https' : facts.protocol === 1 ? 'http' : null,
+    country: facts.country,
+    subdivisions: facts.subdivisions,
+    asn: facts.asn < 0 ? null : facts.asn,
     time: new Date(now).toISOString(),
   }
   if (values.json) {
@@ -236,7 +255,7 @@ async function check(argv: string[], io: Io): Promise<number> {
     const noHost = 'selected' in explanation && explanation.selected === null
     const why = noHost ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}` : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
-    io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, time ${factLine.time}\n`)
+    io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`)
     io.stdout(`${describeExplanation(explanation)}\n`)
   }
   return explanation.allowed ? 0 : 1
@@ -265,7 +284,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     const error = err as Error & { code?: string }
     io.stderr(`cdni-authz ${command}: ${error.message}\n`)
-    return error instanceof ConfigError || error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1
+    return error instanceof ConfigError || error instanceof InvalidOptionError || error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1
   }
 }
 

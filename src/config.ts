@@ -19,6 +19,10 @@ export interface ServerConfig {
   trustedProxies: string[]
   gateways: GatewayOptions[]
   enforcedElsewhere: string[]
+  /** A .mmdb path, `bundled` (the package's country database) or `none`. */
+  countryDb: string
+  /** A .mmdb path or `none`. */
+  asnDb: string
   apiHost: string
   apiPort: number
   apiToken: string | null
@@ -28,11 +32,19 @@ export interface ServerConfig {
   logMsisdn: 'off' | 'masked' | 'full'
 }
 
+/** The plugin's `countryDb` / `asnDb` options for the surrogate's settings. */
+export function databaseOptions(config: Pick<ServerConfig, 'countryDb' | 'asnDb'>): { countryDb: string | false | undefined; asnDb: string | false } {
+  return {
+    countryDb: config.countryDb === 'bundled' ? undefined : config.countryDb === 'none' ? false : config.countryDb,
+    asnDb: config.asnDb === 'none' ? false : config.asnDb,
+  }
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-type Kind = 'string' | 'path' | 'port' | 'size' | 'millis' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog'
+type Kind = 'string' | 'path' | 'database' | 'port' | 'size' | 'millis' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog'
 
 interface Setting {
   key: keyof ServerConfig
@@ -55,6 +67,8 @@ export const SETTINGS: Setting[] = [
   { key: 'trustedProxies', flag: 'trusted-proxies', env: 'CDNI_TRUSTED_PROXIES', kind: 'list', help: 'comma-separated CIDRs of our own load balancers' },
   { key: 'gateways', flag: 'gateways', env: 'CDNI_GATEWAYS', kind: 'gateways', help: 'operator gateways, as JSON' },
   { key: 'enforcedElsewhere', flag: 'enforced-elsewhere', env: 'CDNI_ENFORCED_ELSEWHERE', kind: 'list', help: 'comma-separated RFC 8006 metadata types enforced behind us (not denied as unenforceable)' },
+  { key: 'countryDb', flag: 'country-db', env: 'CDNI_COUNTRY_DB', kind: 'database', help: 'country database (.mmdb): a path, "bundled" (IPtoASN country data, PDDL) or "none"' },
+  { key: 'asnDb', flag: 'asn-db', env: 'CDNI_ASN_DB', kind: 'database', help: 'AS-number database (.mmdb): a path or "none"' },
   { key: 'apiHost', flag: 'api-host', env: 'CDNI_API_HOST', kind: 'string', help: 'push API listen address' },
   { key: 'apiPort', flag: 'api-port', env: 'CDNI_API_PORT', kind: 'port', help: 'push API listen port' },
   { key: 'apiToken', flag: 'api-token-file', env: 'CDNI_API_TOKEN', kind: 'string', help: 'bearer token of the push API (the flag names a file holding it)' },
@@ -76,6 +90,8 @@ export const DEFAULTS: ServerConfig = {
   trustedProxies: [],
   gateways: [],
   enforcedElsewhere: [],
+  countryDb: 'bundled',
+  asnDb: 'none',
   apiHost: '127.0.0.1',
   apiPort: 8081,
   apiToken: null,
@@ -107,6 +123,10 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
       return raw
     case 'path':
       if (typeof raw !== 'string' || raw.length === 0) fail('must be a file or folder path')
+      return isAbsolute(raw as string) ? raw : resolve(baseDir, raw as string)
+    case 'database':
+      if (typeof raw !== 'string' || raw.length === 0) fail('must be a .mmdb path, "bundled" or "none"')
+      if (raw === 'none' || (raw === 'bundled' && setting.key === 'countryDb')) return raw
       return isAbsolute(raw as string) ? raw : resolve(baseDir, raw as string)
     case 'port': {
       const n = wholeNumber(raw, from)

@@ -7,8 +7,9 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyPluginCallback, Fastify
 import fp from 'fastify-plugin'
 import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, gatewayName, type PeerFacts, type TrustConfig, type TrustOptions } from './client-facts.js'
 import { LRUCache } from 'lru-cache'
-import { decide, describeDenial, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
+import { decide, describeDenial, explain, FIELDS, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import { InvalidMetadataError, InvalidOptionError } from './errors.js'
+import { fillGeoFacts, geoContext, openGeoDatabases, type GeoDatabases, type IpDatabase } from './ip-database.js'
 import { parseMetadataText, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
 import { maskMsisdn } from './msisdn.js'
@@ -26,6 +27,20 @@ export interface CdniAuthzOptions extends TrustOptions {
   /** MSISDNs are personal data: `off` (default) keeps them out of deny lines, `masked` logs the
    * first five digits, `full` the whole number. */
   logMsisdn?: 'off' | 'masked' | 'full'
+  /** MaxMind-format (.mmdb) database giving the country (and, for a City database, the
+   * subdivisions) of the source address. Default: the bundled IPtoASN country database. `false`:
+   * none, and country criteria never match. */
+  countryDb?: string | false
+  /** MaxMind-format (.mmdb) database giving the AS number of the source address (GeoLite2-ASN,
+   * DB-IP ASN, IPinfo). Default: none, and AS criteria never match. */
+  asnDb?: string | false
+}
+
+/** A database in use, as `cdniAuthz.databases` describes it. */
+export interface DatabaseInfo {
+  path: string
+  type: string
+  built: string
 }
 
 /** Why requests were denied, counted for metrics. */
@@ -63,6 +78,11 @@ export interface CdniAuthz {
   commit(prepared: PreparedPolicy, version?: number): UpdateResult
   /** Decisions since start, for metrics. */
   readonly counts: DecisionCounts
+  /** The country and AS databases in use. */
+  readonly databases: { country: DatabaseInfo | null; asn: DatabaseInfo | null }
+  /** Reads the database files again (after the operator replaced them), swapping each in only
+   * once it has opened; on an error the databases in use stay, and the error is thrown. */
+  reloadDatabases(): { country: DatabaseInfo | null; asn: DatabaseInfo | null }
 }
 
 declare module 'fastify' {
@@ -89,6 +109,9 @@ function deny(reply: FastifyReply): void {
   reply.code(403).header('content-type', 'application/json; charset=utf-8').send(DENY_BODY)
 }
 
+const COUNTRY_FIELD = FIELDS.indexOf('country')
+const ASN_FIELD = FIELDS.indexOf('asn')
+
 /** What the selection cache holds for a host no HostMatch covers. */
 const NO_NODE = Symbol('no node')
 
@@ -110,12 +133,25 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     done(err as Error)
     return
   }
+  let databases: GeoDatabases
+  try {
+    databases = openGeoDatabases(options.countryDb, options.asnDb)
+  } catch (err) {
+    done(err as Error)
+    return
+  }
   const context: LoadContext = {
     gatewaysConfigured: trust.gateways.length > 0,
-    countryDatabase: false,
-    asnDatabase: false,
+    ...geoContext(databases),
     enforcedElsewhere: (options.enforcedElsewhere ?? []).map((type) => type.toLowerCase()),
   }
+  const describeDatabases = () => {
+    const info = (db: IpDatabase | null): DatabaseInfo | null => db && { path: db.path, type: db.type, built: db.built.toISOString() }
+    return { country: info(databases.country), asn: info(databases.asn) }
+  }
+  // Looked up only when the live metadata has country (or subdivision) or AS criteria.
+  let needCountry = false
+  let needAsn = false
   const logMsisdn = options.logMsisdn ?? 'off'
   if (logMsisdn !== 'off' && logMsisdn !== 'masked' && logMsisdn !== 'full') {
     done(new InvalidOptionError('logMsisdn must be "off", "masked" or "full"'))
@@ -158,6 +194,9 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       policy = compiled
       site = null
     }
+    const policies = isSite(compiled) ? compiled.policies : [compiled]
+    needCountry = policies.some((p) => p.used[COUNTRY_FIELD] === true)
+    needAsn = policies.some((p) => p.used[ASN_FIELD] === true)
     version = nextVersion
     for (const warning of warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
     return { version, warnings, summary: compiled.summary }
@@ -191,6 +230,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       if (live === null) return null
       const own = createClientFacts()
       extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, Date.now(), own)
+      fillGeoFacts(databases, own, true, true)
       return isSite(live) ? explainSite(live, request.host, request.url, own) : explain(live, own)
     },
     prepare(text: string) {
@@ -201,6 +241,13 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       return swap(prepared.compiled, prepared.warnings, nextVersion)
     },
     counts,
+    get databases() {
+      return describeDatabases()
+    },
+    reloadDatabases() {
+      databases = openGeoDatabases(options.countryDb, options.asnDb)
+      return describeDatabases()
+    },
   } satisfies CdniAuthz)
   fastify.addHook('onClose', async () => {
     await compiler?.close()
@@ -263,6 +310,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   /** The request path for RFC 8006 metadata, out of the main hook so that stays small for V8. */
   const enforceSite = (liveSite: CompiledSite, request: FastifyRequest, reply: FastifyReply, next: () => void): void => {
     extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, liveSite.usesTime ? Date.now() : 0, facts)
+    if (needCountry || needAsn) fillGeoFacts(databases, facts, needCountry, needAsn)
     const acls = select(liveSite, request)
     // Each ACL is decided once: the denial found here is the one the deny line names.
     const enforceable = acls !== null && acls.unenforceable.length === 0
@@ -294,6 +342,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       return
     }
     extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, live.usesTime ? Date.now() : 0, facts)
+    if (needCountry || needAsn) fillGeoFacts(databases, facts, needCountry, needAsn)
     const rule = decide(live, facts, scratch)
     if (isAllowed(live, rule)) {
       counts.allowed++

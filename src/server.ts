@@ -10,7 +10,7 @@ import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fas
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
 import { buildApi, timedFastify, type LiveDocument } from './api.js'
-import { ConfigError, type ServerConfig } from './config.js'
+import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import cdniAuthz from './plugin.js'
 import { StateError, StateStore } from './state.js'
 
@@ -63,7 +63,13 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     request.log.error({ err: error }, 'request failed')
     done()
   })
-  await content.register(cdniAuthz, { trustedProxies: config.trustedProxies, gateways: config.gateways, enforcedElsewhere: config.enforcedElsewhere, logMsisdn: config.logMsisdn })
+  await content.register(cdniAuthz, {
+    trustedProxies: config.trustedProxies,
+    gateways: config.gateways,
+    enforcedElsewhere: config.enforcedElsewhere,
+    logMsisdn: config.logMsisdn,
+    ...databaseOptions(config),
+  })
   if (config.origin !== null) {
     await content.register(fastifyHttpProxy, { upstream: config.origin, prefix: '/' })
   } else {

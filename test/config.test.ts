@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { DEFAULTS, loadConfig, type ConfigSources } from '../src/config.js'
+import { databaseOptions, DEFAULTS, loadConfig, type ConfigSources } from '../src/config.js'
 
 const dir = t.testdir({
   'config.json': JSON.stringify({ port: 9000, root: 'content', trustedProxies: ['10.0.0.0/8'], apiToken: 'a-long-enough-token-123' }),
@@ -26,6 +26,14 @@ t.test('defaults, then the file, then the environment, then flags', async (t) =>
   t.equal(loadConfig(sources({ flags: { root: 'x' }, env: { CDNI_LOG_LEVEL: 'warn', CDNI_HOST: '' } })).logLevel, 'warn', 'an empty environment variable is unset')
   writeFileSync(join(dir, 'numbers.json'), JSON.stringify({ bodyLimit: 4096, apiPort: 0, root: '/srv/content' }))
   t.match(loadConfig(sources({ file: join(dir, 'numbers.json') })), { bodyLimit: 4096, apiPort: 0, root: '/srv/content' }, 'absolute paths stay as they are')
+  t.match(loadConfig(sources({ flags: { root: 'x' } })), { countryDb: 'bundled', asnDb: 'none' }, 'databases: the bundled country one, no AS one')
+  t.match(loadConfig(sources({ flags: { root: 'x', 'country-db': 'none', 'asn-db': 'geo/asn.mmdb' } })), { countryDb: 'none', asnDb: join(dir, 'geo/asn.mmdb') })
+  t.match(loadConfig(sources({ flags: { root: 'x', 'asn-db': 'bundled' } })), { asnDb: join(dir, 'bundled') }, 'no AS database is bundled: "bundled" is a file name there')
+  writeFileSync(join(dir, 'geo.json'), JSON.stringify({ root: 'x', countryDb: '/var/lib/GeoIP/GeoLite2-City.mmdb' }))
+  t.match(loadConfig(sources({ file: join(dir, 'geo.json') })), { countryDb: '/var/lib/GeoIP/GeoLite2-City.mmdb' })
+  t.same(databaseOptions({ countryDb: 'bundled', asnDb: 'none' }), { countryDb: undefined, asnDb: false })
+  t.same(databaseOptions({ countryDb: 'none', asnDb: '/a.mmdb' }), { countryDb: false, asnDb: '/a.mmdb' })
+  t.same(databaseOptions({ countryDb: '/c.mmdb', asnDb: 'none' }), { countryDb: '/c.mmdb', asnDb: false })
 })
 
 t.test('every bad value is refused with the setting and every way to set it', async (t) => {
@@ -55,6 +63,8 @@ t.test('every bad value is refused with the setting and every way to set it', as
   t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"host".*non-empty string, got 5/ })
   writeFileSync(join(dir, 'types.json'), JSON.stringify({ stateDir: '', root: 'x' }))
   t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"stateDir".*path/ })
+  writeFileSync(join(dir, 'types.json'), JSON.stringify({ countryDb: false, root: 'x' }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"countryDb".*must be a \.mmdb path, "bundled" or "none", got false/ })
   writeFileSync(join(dir, 'types.json'), JSON.stringify({ trustedProxies: [1], root: 'x' }))
   t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"trustedProxies".*must be a list of strings/ })
   writeFileSync(join(dir, 'types.json'), JSON.stringify({ port: '80', root: 'x' }))
