@@ -14,6 +14,7 @@ const suites = [
   { name: 'HTTP, allowed traffic only', script: 'http.js', env: { LOAD_MIX: 'allowed' } },
   { name: 'hot swap under load', script: 'push.js' },
   { name: 'RFC 8006 selection, 5,000 hosts x 20 patterns', script: 'site.js' },
+  { name: 'country lookups, bundled database', script: 'geo.js' },
 ]
 const only = process.argv[2]
 const results = []

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { writeFileSync, utimesSync } from 'node:fs'
+import { readFileSync, writeFileSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { Reader } from 'mmdb-lib'
 import { parseAddress } from '../src/address.js'
@@ -123,6 +123,29 @@ t.test('the bundled country database opens and knows the world', async (t) => {
   t.match(lookup(db, '8.8.8.8').country, /^[A-Z]{2}$/)
   t.match(lookup(db, '2001:4860:4860::8888').country, /^[A-Z]{2}$/)
   t.equal(lookup(db, '10.1.2.3'), NO_GEO_FACTS, 'private space is nowhere')
+})
+
+t.test('the answer cache: every answer is what the reader says, through collisions and evictions', async (t) => {
+  // More addresses than the cache has slots, twice over, so sets overflow and answers are evicted.
+  const reader = new Reader(readFileSync(BUNDLED_COUNTRY_DB))
+  const db = new IpDatabase(BUNDLED_COUNTRY_DB, readFileSync(BUNDLED_COUNTRY_DB))
+  let seed = 12345
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
+  const v4 = Array.from({ length: 100_000 }, random)
+  const v6 = Array.from({ length: 20_000 }, () => `2${(random() % 0x1000).toString(16).padStart(3, '0')}:${(random() & 0xffff).toString(16)}::${(random() & 0xffff).toString(16)}`)
+  const texts = [...v4.map((a) => `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`), ...v6, '0.0.0.0', '::']
+  let wrong = 0
+  let found = 0
+  for (let round = 0; round < 2; round++) {
+    for (const text of texts) {
+      const expected = countryOf(reader.get(text))
+      const actual = lookup(db, text).country
+      if (actual !== expected) wrong++
+      if (actual !== null) found++
+    }
+  }
+  t.equal(wrong, 0)
+  t.ok(found > texts.length, `most addresses have a country (${found} of ${texts.length * 2} answers)`)
 })
 
 t.test('openGeoDatabases: the defaults, false, and bad values', async (t) => {
