@@ -10,7 +10,7 @@
 import type { ClientFacts } from './client-facts.js'
 import { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import type { AclSet, PathNode, PolicyModel, SiteModel, Unenforceable } from './model.js'
-import { compilePattern, matchPattern, type PathPattern } from './path-pattern.js'
+import { compilePattern, compilePatternList, firstMatch, type PatternList } from './path-pattern.js'
 import { normalizeHost } from './rfc8006.js'
 
 /** A node's ACLs compiled: every policy must allow, and nothing unenforceable may be in force. */
@@ -21,15 +21,15 @@ export interface CompiledAcls {
   unenforceable: Unenforceable[]
 }
 
-interface CompiledPath {
-  pattern: PathPattern
-  acls: CompiledAcls
-  paths: CompiledPath[]
+/** The PathMatch objects of one level: their patterns in one list, and what each selects. */
+interface CompiledLevel {
+  patterns: PatternList
+  nodes: { acls: CompiledAcls; paths: CompiledLevel }[]
 }
 
 export interface CompiledSite {
   kind: 'site'
-  hosts: Map<string, { acls: CompiledAcls; paths: CompiledPath[] }>
+  hosts: Map<string, { acls: CompiledAcls; paths: CompiledLevel }>
   /** Every distinct compiled policy, once. */
   policies: CompiledPolicy[]
   /** Scratch words the largest policy needs. */
@@ -51,7 +51,10 @@ export function compileSite(site: SiteModel): CompiledSite {
       }),
     unenforceable: set.unenforceable,
   })
-  const paths = (nodes: PathNode[]): CompiledPath[] => nodes.map((node) => ({ pattern: compilePattern(node.pattern, node.caseSensitive), acls: acls(node.pointer, node.acls), paths: paths(node.paths) }))
+  const paths = (nodes: PathNode[]): CompiledLevel => ({
+    patterns: compilePatternList(nodes.map((node) => compilePattern(node.pattern, node.caseSensitive))),
+    nodes: nodes.map((node) => ({ acls: acls(node.pointer, node.acls), paths: paths(node.paths) })),
+  })
   const hosts = new Map(site.hosts.map((node) => [node.host, { acls: acls(node.pointer, node.acls), paths: paths(node.paths) }]))
   const policies = [...compiled.values()]
   const summary: PolicySummary = { hosts: site.hosts.length, rules: 0, regions: 0, ipv4Prefixes: 0, ipv6Prefixes: 0, msisdnPrefixes: 0, intervals: 0 }
@@ -71,7 +74,7 @@ export function selectNode(site: CompiledSite, hostHeader: string | undefined, u
   let selected = entry.acls
   let level = entry.paths
   for (;;) {
-    const match = level.find((candidate) => matchPattern(candidate.pattern, path))
+    const match = level.nodes[firstMatch(level.patterns, path)]
     if (match === undefined) return selected
     selected = match.acls
     level = match.paths

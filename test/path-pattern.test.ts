@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { compilePattern, matchPattern, patternError } from '../src/path-pattern.js'
+import { compilePattern, compilePatternList, firstMatch, matchPattern, patternError } from '../src/path-pattern.js'
 
 const matches = (pattern: string, path: string, caseSensitive = false) => matchPattern(compilePattern(pattern, caseSensitive), path)
 
@@ -76,4 +76,50 @@ t.test('agrees with a regular-expression reference on generated patterns and pat
     { numRuns: 3000 },
   )
   t.pass('3,000 generated cases agree')
+})
+
+t.test('a pattern list finds the first match, indexed by first segment or not, as trying each in order does', async (t) => {
+  // Small alphabets, so that segments, cases and wildcards collide often.
+  const segment = fc.stringMatching(/^[aAbB%2F]{0,3}$/)
+  const pattern = fc.oneof(
+    fc.tuple(segment, fc.stringMatching(/^[ab*?/]{0,4}$/)).map(([first, rest]) => `/${first}/${rest}`),
+    fc.tuple(segment, fc.stringMatching(/^[ab*?]{0,2}$/)).map(([first, rest]) => `/${first}${rest}`),
+    fc.stringMatching(/^[ab*?/]{0,5}$/),
+  )
+  const path = fc.oneof(fc.tuple(segment, fc.stringMatching(/^[aAbB/]{0,4}$/)).map(([first, rest]) => `/${first}/${rest}`), fc.stringMatching(/^[aAbB/%]{0,6}$/))
+  let indexed = 0
+  fc.assert(
+    fc.property(fc.array(fc.tuple(pattern, fc.boolean()), { minLength: 1, maxLength: 40 }), fc.array(path, { minLength: 1, maxLength: 10 }), (written, paths) => {
+      const patterns = written.map(([text, sensitive]) => compilePattern(text, sensitive))
+      const list = compilePatternList(patterns)
+      if (list.index !== null) indexed++
+      for (const p of paths) {
+        const expected = patterns.findIndex((compiled) => matchPattern(compiled, p))
+        if (firstMatch(list, p) !== expected) return false
+      }
+      return true
+    }),
+    { numRuns: 3000 },
+  )
+  t.ok(indexed > 500, `indexed lists were among those tried (${indexed})`)
+})
+
+t.test('the first-segment index: what is indexed, and what every path must still try', async (t) => {
+  const written = ['/sports/*', '/Sports/live/*', '/news', '/news/*', '/*.m3u8', '/s?orts/*', '*', '/music/*']
+  const patterns = written.map((text, i) => compilePattern(text, i === 1))
+  const list = compilePatternList(patterns)
+  t.same([...(list.index?.keys() ?? [])], ['sports', 'news', 'music'])
+  t.same(Array.from(list.unindexed), [4, 5, 6], 'a wildcard in the first segment, or no leading /')
+  t.same(Array.from(list.index?.get('sports') ?? []), [0, 1, 4, 5, 6])
+  t.equal(firstMatch(list, '/SPORTS/live/x'), 0, 'case-insensitive pattern first')
+  t.equal(firstMatch(list, '/news'), 2)
+  t.equal(firstMatch(list, '/weather/a.m3u8'), 4, 'a segment no pattern names: the unindexed ones')
+  t.equal(firstMatch(list, 'news'), 6, 'no leading slash: only * can match')
+  t.equal(firstMatch(compilePatternList(patterns.slice(0, 7)), '/music/x'), 6, 'fewer than 8 patterns: not indexed, the same answer')
+  t.equal(compilePatternList(patterns.slice(0, 7)).index, null)
+  const manyWild = compilePatternList(Array.from({ length: 40 }, (_, i) => compilePattern(`/*${i}`)))
+  t.equal(manyWild.index, null, 'too many unindexable patterns: each key would repeat them all')
+  t.equal(firstMatch(manyWild, '/x39'), 9, '/*9 is written before /*39')
+  t.equal(firstMatch(manyWild, '/x40'), 0, '/*0 matches /x40')
+  t.equal(firstMatch(compilePatternList([]), '/'), -1)
 })
