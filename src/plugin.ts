@@ -246,6 +246,8 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     },
     reloadDatabases() {
       databases = openGeoDatabases(options.countryDb, options.asnDb)
+      // A City database in place of a country one (or back) changes what later loads warn about.
+      Object.assign(context, geoContext(databases))
       return describeDatabases()
     },
   } satisfies CdniAuthz)

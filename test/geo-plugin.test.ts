@@ -129,9 +129,16 @@ t.test('reloadDatabases: a replaced file is read again; a broken one leaves the 
   utimesSync(path, new Date(), new Date(Date.now() + 10_000))
   t.equal(app.cdniAuthz.reloadDatabases().country?.type, 'country-v2')
   t.equal(await status(app, GB), 200, 'v2 says GB')
+  const site = { hosts: [{ host: 'localhost:80', 'host-metadata': { metadata: [{ 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'subdivisioncode', 'footprint-value': ['gb-eng'] }] }] } }] } }] }
+  t.match(app.cdniAuthz.update(site).warnings, [{ message: /subdivisioncode needs a City country database/ }], 'a country database has no subdivisions')
+  writeFileSync(path, CITY)
+  utimesSync(path, new Date(), new Date(Date.now() + 20_000))
+  t.equal(app.cdniAuthz.reloadDatabases().country?.type, 'GeoIP2-City')
+  t.same(app.cdniAuthz.update(site).warnings, [], 'after a reload to a City database the next load knows it')
+  t.equal(await status(app, GB), 200, 'England')
   writeFileSync(path, 'half a download')
   t.throws(() => app.cdniAuthz.reloadDatabases(), /reloaded\.mmdb is not a MaxMind DB/)
-  t.equal(app.cdniAuthz.databases.country?.type, 'country-v2', 'still in use')
+  t.equal(app.cdniAuthz.databases.country?.type, 'GeoIP2-City', 'still in use')
   t.equal(await status(app, GB), 200)
 })
 
