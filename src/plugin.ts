@@ -15,6 +15,7 @@ import type { Problem } from './model.js'
 import { maskMsisdn } from './msisdn.js'
 import { PolicyCompiler } from './policy-compiler.js'
 import { compileMetadata, isSite, type CompiledMetadata, type PreparedPolicy, type RefusedPolicy } from './prepare.js'
+import { canonicalPath } from './request-target.js'
 import { explainSite, firstDenial, selectNode, type CompiledAcls, type CompiledSite, type Denial } from './site.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
@@ -44,7 +45,7 @@ export interface DatabaseInfo {
 }
 
 /** Why requests were denied, counted for metrics. */
-export type DenyReason = 'no-policy' | 'no-rule-matched' | 'deny-rule' | 'no-host-matched' | 'unenforceable'
+export type DenyReason = 'no-policy' | 'no-rule-matched' | 'deny-rule' | 'no-host-matched' | 'bad-request-target' | 'unenforceable'
 
 export interface DecisionCounts {
   allowed: number
@@ -165,7 +166,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   let version = 0
   let scratch = new Uint32Array(1)
   const facts = createClientFacts()
-  const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0, 'no-host-matched': 0, unenforceable: 0 } }
+  const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0, 'no-host-matched': 0, 'bad-request-target': 0, unenforceable: 0 } }
   let compiler: PolicyCompiler | null = null
   // The peer is classified once per connection, and kept per instance (two instances may trust
   // different proxies) in a WeakMap, so that Node's socket objects are left as they are.
@@ -292,7 +293,10 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     const blocked = acls?.unenforceable[0]
     let reason: DenyReason = 'no-host-matched'
     let decidedBy: string | null = null
-    if (blocked !== undefined) {
+    if (acls === null) {
+      // Selection found no node: no HostMatch for the host, or a target it refused.
+      if (canonicalPath(request.url, request.host) === null) reason = 'bad-request-target'
+    } else if (blocked !== undefined) {
       reason = 'unenforceable'
       decidedBy = blocked.pointer
     } else if (denial !== null) {

@@ -12,6 +12,7 @@ import { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Ex
 import type { AclSet, PathNode, PolicyModel, SiteModel, Unenforceable } from './model.js'
 import { compilePattern, compilePatternList, firstMatch, type PatternList } from './path-pattern.js'
 import { normalizeHost } from './rfc8006.js'
+import { canonicalPath } from './request-target.js'
 
 /** A node's ACLs compiled: every policy must allow, and nothing unenforceable may be in force. */
 export interface CompiledAcls {
@@ -64,13 +65,16 @@ export function compileSite(site: SiteModel): CompiledSite {
   return { kind: 'site', hosts, policies, words: Math.max(1, ...policies.map((policy) => policy.words)), usesTime: policies.some((policy) => policy.usesTime), summary }
 }
 
-/** The ACLs for a request's Host header and raw URL (query and fragment are cut here), or null. */
+/**
+ * The ACLs for a request's Host header and URL as sent, or null: no HostMatch for the host, or a
+ * request-target refused by canonicalPath (request-target.ts), which also cuts query and fragment.
+ */
 export function selectNode(site: CompiledSite, hostHeader: string | undefined, url: string): CompiledAcls | null {
   const host = hostHeader === undefined ? null : normalizeHost(hostHeader)
   const entry = host === null ? undefined : site.hosts.get(host)
   if (entry === undefined) return null
-  const end = url.search(/[?#]/)
-  const path = end < 0 ? url : url.slice(0, end)
+  const path = canonicalPath(url, hostHeader)
+  if (path === null) return null
   let selected = entry.acls
   let level = entry.paths
   for (;;) {
