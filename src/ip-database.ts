@@ -144,7 +144,8 @@ const RECORD_CACHE_ENTRIES = 10_000
 export class IpDatabase {
   /** `database_type` from the file's metadata, such as `GeoLite2-Country`. */
   readonly type: string
-  readonly built: Date
+  /** When the file was built (`build_epoch`), or null when it does not say. */
+  readonly built: Date | null
   /** IPv4 only (4) or both (6). */
   readonly ipVersion: number
   /** A City or Enterprise database, whose records carry subdivisions. */
@@ -172,7 +173,8 @@ export class IpDatabase {
     }
     this.reader = reader
     this.type = String(reader.metadata.databaseType)
-    this.built = reader.metadata.buildEpoch
+    const built = reader.metadata.buildEpoch
+    this.built = Number.isNaN(built.getTime()) ? null : built
     this.ipVersion = reader.metadata.ipVersion
     this.hasSubdivisions = /city|enterprise/i.test(this.type)
   }
@@ -194,8 +196,9 @@ export class IpDatabase {
 
   private find(text: string): GeoFacts {
     try {
-      const record = this.reader.get(text)
-      if (record === null) return NO_GEO_FACTS
+      const record: unknown = this.reader.get(text)
+      // Every shape read here is a map; a database of bare values says nothing we can use.
+      if (typeof record !== 'object' || record === null) return NO_GEO_FACTS
       let facts = this.factsOfRecord.get(record)
       if (facts === undefined) this.factsOfRecord.set(record, (facts = factsOf(record)))
       return facts

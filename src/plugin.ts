@@ -41,7 +41,8 @@ export interface CdniAuthzOptions extends TrustOptions {
 export interface DatabaseInfo {
   path: string
   type: string
-  built: string
+  /** ISO 8601 build time, or null when the file does not say. */
+  built: string | null
 }
 
 /** Why requests were denied, counted for metrics. */
@@ -147,7 +148,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     enforcedElsewhere: (options.enforcedElsewhere ?? []).map((type) => type.toLowerCase()),
   }
   const describeDatabases = () => {
-    const info = (db: IpDatabase | null): DatabaseInfo | null => db && { path: db.path, type: db.type, built: db.built.toISOString() }
+    const info = (db: IpDatabase | null): DatabaseInfo | null => db && { path: db.path, type: db.type, built: db.built?.toISOString() ?? null }
     return { country: info(databases.country), asn: info(databases.asn) }
   }
   // Looked up only when the live metadata has country (or subdivision) or AS criteria.

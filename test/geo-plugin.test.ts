@@ -125,9 +125,10 @@ t.test('reloadDatabases: a replaced file is read again; a broken one leaves the 
   writeFileSync(path, buildMmdb([['81.2.69.0/24', { country_code: 'FR' }]], { databaseType: 'country-v1' }))
   const app = await build({ countryDb: path, metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] } })
   t.equal(await status(app, GB), 403, 'v1 says FR')
-  writeFileSync(path, buildMmdb([['81.2.69.0/24', { country_code: 'GB' }]], { databaseType: 'country-v2' }))
+  t.equal(app.cdniAuthz.databases.country?.built, '2026-01-01T00:00:00.000Z')
+  writeFileSync(path, buildMmdb([['81.2.69.0/24', { country_code: 'GB' }]], { databaseType: 'country-v2', buildEpoch: null }))
   utimesSync(path, new Date(), new Date(Date.now() + 10_000))
-  t.equal(app.cdniAuthz.reloadDatabases().country?.type, 'country-v2')
+  t.match(app.cdniAuthz.reloadDatabases().country, { type: 'country-v2', built: null }, 'a file that does not say when it was built')
   t.equal(await status(app, GB), 200, 'v2 says GB')
   const site = { hosts: [{ host: 'localhost:80', 'host-metadata': { metadata: [{ 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'subdivisioncode', 'footprint-value': ['gb-eng'] }] }] } }] } }] }
   t.match(app.cdniAuthz.update(site).warnings, [{ message: /subdivisioncode needs a City country database/ }], 'a country database has no subdivisions')

@@ -86,6 +86,13 @@ t.test('a file that is not a database is refused at open, with its path', async 
   t.throws(() => openIpDatabase(join(dir, 'missing.mmdb')), { code: 'FST_CDNI_INVALID_OPTION', message: /cannot read the IP database: ENOENT: .*missing\.mmdb/ })
 })
 
+t.test('odd but readable files: records that are not maps, no build time', async (t) => {
+  const bare = new IpDatabase('bare.mmdb', buildMmdb([['10.0.0.0/8', 'US'], ['11.0.0.0/8', 7]], { databaseType: 'bare', ipVersion: 4, buildEpoch: null }))
+  t.equal(lookup(bare, '10.1.1.1'), NO_GEO_FACTS, 'a bare string says nothing we read')
+  t.equal(lookup(bare, '11.1.1.1'), NO_GEO_FACTS)
+  t.equal(bare.built, null)
+})
+
 t.test('a damaged data section gives no fact, never an exception on the request path', async (t) => {
   const bytes = Buffer.from(buildMmdb([['10.0.0.0/8', { country_code: 'US' }]], { databaseType: 'T', ipVersion: 4 }))
   const db = new IpDatabase('damaged.mmdb', bytes)

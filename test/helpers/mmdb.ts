@@ -12,7 +12,8 @@ export type MmdbValue = string | number | boolean | MmdbValue[] | { [key: string
 export interface MmdbOptions {
   databaseType: string
   ipVersion?: 4 | 6
-  buildEpoch?: number
+  /** Seconds since 1970; null leaves build_epoch out. */
+  buildEpoch?: number | null
 }
 
 const MARKER = Buffer.from('abcdef4d61784d696e642e636f6d', 'hex')
@@ -134,8 +135,8 @@ export function buildMmdb(networks: [cidr: string, record: MmdbValue][], options
     languages: ['en'],
     binary_format_major_version: 2,
     binary_format_minor_version: 0,
-    build_epoch: options.buildEpoch ?? 1_767_225_600,
     description: { en: 'test database' },
+    ...(options.buildEpoch === null ? {} : { build_epoch: options.buildEpoch ?? 1_767_225_600 }),
   })
   return Buffer.concat([tree, Buffer.alloc(16), ...data, MARKER, metadata])
 }
