@@ -25,6 +25,8 @@ export interface Io {
   cwd: string
   /** Resolves when serving should stop (SIGTERM / SIGINT in the real program). */
   stopSignal: () => Promise<string>
+  /** Registers what to do when asked to re-read the IP databases (SIGHUP in the real program). */
+  onReload?: (handler: () => void) => void
 }
 
 const USAGE = `Usage: cdni-authz <command> [options]
@@ -48,7 +50,8 @@ Options:
 ${SETTINGS.map((s) => `  --${(s.flag + ' VALUE').padEnd(23)}${s.help} (env ${s.env})`).join('\n')}
   --help                   this text
 
-Stops on SIGTERM or SIGINT after in-flight requests finish.
+Stops on SIGTERM or SIGINT after in-flight requests finish. SIGHUP re-reads the country and AS
+databases (after geoipupdate, say); if one cannot be read, the ones in use stay.
 `
 
 const VALIDATE_HELP = `Usage: cdni-authz validate [--config FILE] [--json] FILE...
@@ -110,6 +113,15 @@ async function serve(argv: string[], io: Io): Promise<number> {
   const surrogate = await createSurrogate(config)
   const { contentUrl, apiUrl } = await surrogate.listen()
   io.stdout(`cdni-authz: serving content on ${contentUrl}\ncdni-authz: push API on ${apiUrl}/cdni/metadata\n`)
+  io.onReload?.(() => {
+    try {
+      const { country, asn } = surrogate.content.cdniAuthz.reloadDatabases()
+      const name = (db: { path: string; type: string } | null): string => (db === null ? 'none' : `${db.path} (${db.type})`)
+      io.stdout(`cdni-authz: databases reloaded: country ${name(country)}, AS ${name(asn)}\n`)
+    } catch (err) {
+      io.stderr(`cdni-authz: database reload failed, the databases in use stay: ${(err as Error).message}\n`)
+    }
+  })
   const signal = await io.stopSignal()
   io.stdout(`cdni-authz: ${signal} received, finishing in-flight requests\n`)
   await surrogate.close()
@@ -301,6 +313,7 @@ if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLTo
     env: process.env,
     cwd: process.cwd(),
     stopSignal,
+    onReload: (handler) => process.on('SIGHUP', handler),
   }).then((code) => {
     process.exitCode = code
     // Everything is drained by now; an upstream keep-alive socket must not hold the exit.

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { main, type Io } from '../src/cli.js'
 import { TOKEN, workspace } from './helpers/surrogate.js'
+import { buildMmdb } from './helpers/mmdb.js'
 
 function io(stop: Promise<string> = new Promise(() => {})): Io & { out: string; err: string } {
   const captured = {
@@ -145,6 +146,23 @@ t.test('serve: prints where it listens, and stops cleanly on the signal', async 
   stop('SIGTERM')
   t.equal(await finished, 0)
   t.match(run.out, /SIGTERM received, finishing in-flight requests/)
+  // SIGHUP (here, the registered handler) re-reads the databases; a broken file leaves them.
+  const geo = join(root, '..', 'country.mmdb')
+  writeFileSync(geo, buildMmdb([['10.0.0.0/8', { country_code: 'FR' }]], { databaseType: 'country-v1' }))
+  let reload: () => void = () => {}
+  let stopGeo: (signal: string) => void = () => {}
+  const geoRun = io(new Promise((resolve) => (stopGeo = resolve)))
+  geoRun.onReload = (handler) => (reload = handler)
+  const serving = main(['serve', '--config', configFile, '--country-db', geo], geoRun)
+  while (!geoRun.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  writeFileSync(geo, buildMmdb([['10.0.0.0/8', { country_code: 'DE' }]], { databaseType: 'country-v2-longer-name' }))
+  reload()
+  t.match(geoRun.out, /databases reloaded: country .*country\.mmdb \(country-v2-longer-name\), AS none/)
+  writeFileSync(geo, 'truncated')
+  reload()
+  t.match(geoRun.err, /database reload failed, the databases in use stay: .*country\.mmdb is not a MaxMind DB/)
+  stopGeo('SIGTERM')
+  t.equal(await serving, 0)
   const misconfigured = io()
   t.equal(await main(['serve', '--port', 'eighty'], misconfigured), 2)
   t.match(misconfigured.err, /setting "port"/)
@@ -160,7 +178,7 @@ t.test('serve: prints where it listens, and stops cleanly on the signal', async 
   t.match(busy.err, /EADDRINUSE/)
 })
 
-t.test('the real program drains an in-flight request on SIGTERM, then exits 0', async (t) => {
+t.test('the real program re-reads its databases on SIGHUP, drains an in-flight request on SIGTERM, then exits 0', async (t) => {
   const { default: Fastify } = await import('fastify')
   // A slow origin keeps a request in flight while the signal arrives.
   const origin = Fastify()
@@ -185,6 +203,10 @@ t.test('the real program drains an in-flight request on SIGTERM, then exits 0', 
   while (!out.includes('push API') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
   const url = /serving content on (\S+)/.exec(out)?.[1] as string
   t.ok(url, 'the server started')
+  // SIGHUP re-reads the databases and leaves the process serving (its default would end it).
+  child.kill('SIGHUP')
+  while (!out.includes('databases reloaded') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match(out, /databases reloaded: country .*iptoasn-country\.mmdb \(country ipvAll\), AS none/)
   const inFlight = fetch(`${url}/slow`).then(async (r) => ({ status: r.status, body: await r.text() }))
   await new Promise((resolve) => setTimeout(resolve, 200))
   child.kill('SIGTERM')
