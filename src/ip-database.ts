@@ -151,7 +151,8 @@ export class IpDatabase {
   /** A City or Enterprise database, whose records carry subdivisions. */
   readonly hasSubdivisions: boolean
   private readonly reader: Reader<Record>
-  private readonly cache = new AnswerCache()
+  /** Made on the first lookup: 2.3 MB that a deployment without country or AS criteria never needs. */
+  private cache: AnswerCache | null = null
   /** The facts of each decoded record. mmdb-lib's decoder cache (below) hands back the same
    * record object for the same data, so an address never seen before costs the tree walk only. */
   private readonly factsOfRecord = new WeakMap<object, GeoFacts>()
@@ -181,16 +182,17 @@ export class IpDatabase {
 
   /** What the database says of an address (family 4 or 6, as address.ts parses it). */
   lookup(family: Family, words: Uint32Array): GeoFacts {
+    const cache = (this.cache ??= new AnswerCache())
     if (family === 4) {
       const address = words[0] as number
-      let facts = this.cache.get4(address)
-      if (facts === null) this.cache.put4(address, (facts = this.find(`${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`)))
+      let facts = cache.get4(address)
+      if (facts === null) cache.put4(address, (facts = this.find(`${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`)))
       return facts
     }
     // An IPv4-only tree would answer an IPv6 address from its first 32 bits.
     if (family !== 6 || this.ipVersion !== 6) return NO_GEO_FACTS
-    let facts = this.cache.get6(words)
-    if (facts === null) this.cache.put6(words, (facts = this.find(formatAddress(6, words))))
+    let facts = cache.get6(words)
+    if (facts === null) cache.put6(words, (facts = this.find(formatAddress(6, words))))
     return facts
   }
 
