@@ -4,6 +4,8 @@
 // resident memory flat from the first swaps to the last (a policy leaked per swap would add the
 // size of one compiled policy each time). SOAK_SECONDS sets the length (8 s in `npm test`).
 import t from 'tap'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { spawnServer } from './helpers/process.js'
 
@@ -51,6 +53,7 @@ t.test(`${SECONDS} s of load with policies swapped back and forth: nothing dropp
   }
   const result = await load
   t.equal(await s.stop(), 0, 'the server drains and exits cleanly')
+  t.ok(existsSync(join(s.stateDir, 'state.json')), 'its documents went to its own state directory, not ./state')
   t.equal(result.errors, 0, 'no connection errors')
   t.equal(result.timeouts, 0, 'no timeouts')
   t.equal(result['5xx'], 0, 'no 5xx')

@@ -14,6 +14,8 @@ export interface ServerProcess extends Client {
   rss(): number
   /** SIGTERM, and the exit code once it drained. */
   stop(): Promise<number | null>
+  /** The state directory it was started with. */
+  stateDir: string
 }
 
 const SRC = new URL('../../src/', import.meta.url).pathname
@@ -36,7 +38,12 @@ export async function spawnServer(args: string[], options: { fileSizeLimitKb?: n
   // tap puts its hooks into every spawn's NODE_OPTIONS; they trap signals (SIGXFSZ among them,
   // which plain Node ignores) and record coverage of dist/. The server runs without them.
   const limit = options.fileSizeLimitKb === undefined ? '' : `ulimit -f ${options.fileSizeLimitKb} && `
-  const argv = [CLI, 'serve', '--port', '0', '--api-port', '0', '--log-level', 'error', '--root', workspace().root, ...args]
+  // A state directory of its own unless the test names one: the default, ./state, is the one
+  // `npm start` reads, and a test's documents left there would replace the demo's.
+  const { root, stateDir } = workspace()
+  const named = args.indexOf('--state-dir')
+  const state = named < 0 ? stateDir : (args[named + 1] as string)
+  const argv = [CLI, 'serve', '--port', '0', '--api-port', '0', '--log-level', 'error', '--root', root, ...(named < 0 ? ['--state-dir', stateDir] : []), ...args]
   const child = spawn('bash', ['-c', `${limit}unset NODE_OPTIONS NODE_V8_COVERAGE && exec "$@"`, process.execPath, process.execPath, ...argv], {
     env: { ...process.env, CDNI_API_TOKEN: TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,6 +66,7 @@ export async function spawnServer(args: string[], options: { fileSizeLimitKb?: n
   return {
     ...client(urls[1] as string, urls[2] as string),
     child,
+    stateDir: state,
     output: () => out,
     exited,
     rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) * 1024,
