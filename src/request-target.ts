@@ -8,11 +8,11 @@
  * `http://host/secret/x` were all served by a `/*` route.
  *
  * So the path is made canonical first (RFC 3986 section 6.2.2: percent-encoded unreserved
- * characters decoded, other encodings in upper case, dot segments removed), and two readings the
- * servers behind us make that RFC 3986 does not are applied too: `%2F` is a `/`, and runs of `/`
- * are one. Targets that are not a path under the request's host are refused (null): the asterisk
- * and authority forms, and an absolute form that names a scheme other than http(s), carries user
- * information, or names a host other than the Host header.
+ * characters decoded, other encodings in upper case, a stray `%` written `%25`, dot segments
+ * removed), and two readings the servers behind us make that RFC 3986 does not are applied too:
+ * `%2F` is a `/`, and runs of `/` are one. Targets that are not a path under the request's host
+ * are refused (null): the asterisk and authority forms, and an absolute form that names a scheme
+ * other than http(s), carries user information, or names a host other than the Host header.
  */
 import { normalizeHost } from './rfc8006.js'
 
@@ -50,6 +50,10 @@ function normalize(path: string): string {
       const octet = parseInt(path.slice(i + 1, i + 3), 16)
       decoded += isUnreserved(octet) || octet === 0x2f ? String.fromCharCode(octet) : `%${path.slice(i + 1, i + 3).toUpperCase()}`
       i += 2
+    } else if (code === 0x25) {
+      // A stray "%" is a literal percent sign: written %25, so that a decoded neighbour cannot
+      // turn it into an escape (`%%41` is `%25A`, not `%A`).
+      decoded += '%25'
     } else {
       decoded += path[i]
     }

@@ -1,4 +1,5 @@
 import t from 'tap'
+import fc from 'fast-check'
 import Fastify from 'fastify'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -16,7 +17,8 @@ t.test('canonicalPath: the path the router and the file server read', async (t) 
     ['/a%2fb', '/a/b'],
     ['/a%2Fb', '/a/b'],
     ['/a%25%2F', '/a%25/'],
-    ['/a%zz%', '/a%zz%'],
+    ['/a%zz%', '/a%25zz%25'],
+    ['/%%41a', '/%25Aa'],
     ['/./a/./b/.', '/a/b/'],
     ['/a/b/../c', '/a/c'],
     ['/a/b/..', '/a/'],
@@ -81,4 +83,20 @@ t.test('no spelling of a protected path reaches the content behind the plugin', 
   t.equal(await get('http://video.example.com/free/x'), 200, 'an absolute form naming this host is read as its path')
   t.same(served, ['free/x', 'free/x'], 'only the allowed requests reached the route')
   t.match(app.cdniAuthz.counts.denied, { 'no-rule-matched': 9, 'bad-request-target': 2 })
+})
+
+t.test('canonicalPath on any string: no throw, and a path with nothing left to make canonical', async (t) => {
+  const piece = fc.constantFrom('/', '.', '..', '%', '%2e', '%2F', '%2f', '%41', '%zz', 'a', 'B', '?', '#', '//', 'http://', 'h', ':', '@', '*', '~', '%25')
+  let paths = 0
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ maxLength: 40 }), fc.array(piece, { maxLength: 12 }).map((parts) => parts.join('')), fc.array(piece, { maxLength: 12 }).map((parts) => `/${parts.join('')}`)), (url) => {
+      const path = canonicalPath(url, 'h')
+      if (path === null) return true
+      paths++
+      // Canonical means a fixed point: made canonical again, it does not change.
+      return path.startsWith('/') && !/\/\.\.?(\/|$)|\/\/|%2F|%2f|[?#]/.test(path) && canonicalPath(path, 'h') === path
+    }),
+    { numRuns: 5000 },
+  )
+  t.ok(paths > 1000, `most inputs gave a path (${paths})`)
 })
