@@ -11,33 +11,26 @@ import { BUNDLED_COUNTRY_DB, IpDatabase, fillGeoFacts } from '../dist/ip-databas
 import { createClientFacts } from '../dist/client-facts.js'
 import { decide } from '../dist/compile.js'
 import { compileMetadata } from '../dist/prepare.js'
-import { ipv4Prefixes } from './lib/data.js'
+import { ipv4Prefixes, rng, v4Text } from './lib/data.js'
+import { nsPerCall } from './lib/timing.js'
 
 const N = 400_000
 const bytes = readFileSync(BUNDLED_COUNTRY_DB)
 
 // Deterministic addresses spread over the IPv4 space, none private or reserved at /8.
-let seed = 0x2545f491
-const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
+const random = rng(0x2545f491)
 const address = () => {
   for (;;) {
-    const a = next()
+    const a = Math.floor(random() * 4294967296) >>> 0
     const first = a >>> 24
     if (first !== 0 && first !== 10 && first !== 127 && first < 224) return a
   }
 }
-const text = (a) => `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`
 const fresh = Array.from({ length: 1 << 20 }, address)
-const freshText = fresh.map(text)
+const freshText = fresh.map(v4Text)
 const clients = fresh.slice(0, 4096)
 
-function time(fn) {
-  for (let i = 0; i < N / 10; i++) fn(i)
-  const t0 = performance.now()
-  let sink = 0
-  for (let i = 0; i < N; i++) sink += fn(i) ? 1 : 0
-  return { ns: ((performance.now() - t0) * 1e6) / N, sink }
-}
+const time = (fn) => nsPerCall(fn, N)
 
 const context = { gatewaysConfigured: false, countryDatabase: true, asnDatabase: false }
 const policy = compileMetadata({ deliveryCriteria: [{ region: { country: ['US', 'GB', 'DE', 'FR', 'JP', 'CN', 'BR', 'IN'] } }, { region: { subnet: ipv4Prefixes(1000).map((p) => p.text) } }] }, context)

@@ -10,6 +10,7 @@ import { createClientFacts } from '../dist/client-facts.js'
 import { decide } from '../dist/compile.js'
 import { parseAddress } from '../dist/address.js'
 import { ipv4Prefixes } from './lib/data.js'
+import { nsPerCall } from './lib/timing.js'
 
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 5000)
 const PATHS = Number(process.env.BENCH_PATHS ?? 20)
@@ -38,13 +39,7 @@ const N = 400_000
 // The last pattern of each host matches: selection tries every one before it.
 const urls = Array.from({ length: 4096 }, (_, i) => [`h${(i * 7919) % HOSTS}.example.com`, `/section${PATHS - 1}/x${i}/video1.m3u8?t=${i}`])
 
-function time(fn) {
-  for (let i = 0; i < N / 10; i++) fn(i)
-  const t0 = performance.now()
-  let sink = 0
-  for (let i = 0; i < N; i++) sink += fn(i) ? 1 : 0
-  return { ns: ((performance.now() - t0) * 1e6) / N, sink }
-}
+const time = (fn) => nsPerCall(fn, N)
 
 const baseline = time(() => decide(policy.compiled, facts, scratch) >= 0)
 const uncached = time((i) => {
