@@ -151,6 +151,16 @@ function footprintRegion(t: Translation, footprint: Record<string, unknown>, at:
     return values.filter((value): value is string => typeof value === 'string')
   }
   const valuesAt = `${at}/footprint-value`
+  /** The string values parsed; one that does not parse is an error at its index. */
+  const parseEach = <T>(parse: (value: string) => T | null, problem: (value: string) => string): T[] => {
+    const parsed: T[] = []
+    strings().forEach((value, i) => {
+      const result = parse(value)
+      if (result === null) t.errors.add(`${valuesAt}/${i}`, problem(value))
+      else parsed.push(result)
+    })
+    return parsed
+  }
   switch (type) {
     case 'ipv4cidr':
     case 'ipv6cidr': {
@@ -170,33 +180,29 @@ function footprintRegion(t: Translation, footprint: Record<string, unknown>, at:
       warnIfNoSource(t, 'mobile', at, MSISDN_PREFIX)
       break
     case 'asn':
-      region.asn = []
-      strings().forEach((value, i) => {
-        const m = /^as(\d{1,10})$/i.exec(value)
-        const n = m ? Number(m[1]) : NaN
-        if (!(n <= 0xffffffff)) t.errors.add(`${valuesAt}/${i}`, `"${value}" must be "as" and an AS number (RFC 8006 section 4.3.7), such as "as64496"`)
-        else region.asn?.push(n)
-      })
+      region.asn = parseEach(
+        (value) => {
+          const n = Number(/^as(\d{1,10})$/i.exec(value)?.[1] ?? NaN)
+          return n <= 0xffffffff ? n : null
+        },
+        (value) => `"${value}" must be "as" and an AS number (RFC 8006 section 4.3.7), such as "as64496"`,
+      )
       warnIfNoSource(t, 'asn', at, 'asn')
       break
     case 'countrycode':
-      region.country = []
-      strings().forEach((value, i) => {
-        const code = normalizeCountryCode(value)
-        if (code === null) t.errors.add(`${valuesAt}/${i}`, `"${value}" is not an ISO 3166-1 alpha-2 country code`)
-        else region.country?.push(code)
-      })
+      region.country = parseEach(normalizeCountryCode, (value) => `"${value}" is not an ISO 3166-1 alpha-2 country code`)
       warnIfNoSource(t, 'country', at, 'countrycode')
       break
     case 'subdivisioncode':
       // Kept in the country table beside country codes (`US-NY` cannot be mistaken for `US`).
-      region.country = []
-      strings().forEach((value, i) => {
-        const m = /^([a-z]{2})-([a-z0-9]{1,3})$/i.exec(value)
-        const country = m ? normalizeCountryCode(m[1] as string) : null
-        if (country === null) t.errors.add(`${valuesAt}/${i}`, `"${value}" is not an ISO 3166-2 subdivision code such as "us-ny"`)
-        else region.country?.push(`${country}-${(m?.[2] as string).toUpperCase()}`)
-      })
+      region.country = parseEach(
+        (value) => {
+          const m = /^([a-z]{2})-([a-z0-9]{1,3})$/i.exec(value)
+          const country = m ? normalizeCountryCode(m[1] as string) : null
+          return country === null ? null : `${country}-${(m?.[2] as string).toUpperCase()}`
+        },
+        (value) => `"${value}" is not an ISO 3166-2 subdivision code such as "us-ny"`,
+      )
       warnIfNoSource(t, 'subdivision', at, 'subdivisioncode')
       break
     default:
