@@ -120,7 +120,10 @@ export function compilePatternList(patterns: readonly PathPattern[]): PatternLis
   if (patterns.length >= INDEX_FROM && unindexed.length <= INDEX_UNINDEXED_MAX) {
     const byKey = new Map<string, number[]>()
     keys.forEach((key, i) => {
-      if (key !== null) byKey.set(key, [...(byKey.get(key) ?? []), i])
+      if (key === null) return
+      const own = byKey.get(key)
+      if (own === undefined) byKey.set(key, [i])
+      else own.push(i)
     })
     index = new Map([...byKey].map(([key, own]) => [key, Uint32Array.from([...own, ...unindexed].sort((a, b) => a - b))]))
   }
