@@ -140,7 +140,17 @@ const msisdnValue = fc.oneof(
   fc.string({ maxLength: 20 }),
   fc.string({ minLength: 200, maxLength: 400 }),
 )
-const msisdnName = fc.constantFrom('x-up-calling-line-id', 'X-Up-Calling-Line-Id', 'x_up_calling_line_id', 'X_UP_CALLING_LINE_ID')
+/** `name` with each letter's case drawn at random, as a proxy may write it. */
+const anyCase = (name: string) =>
+  fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length }).map((upper) => [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join(''))
+/** Names of the same length as a wanted one that differ in a character (or, with `?`, in what
+ * only a letter may differ by: case, 0x20): never read. */
+const nearMisses = (name: string) => fc.constantFrom(`y${name.slice(1)}`, name.replace(/-/g, '?'), `${name.slice(0, -1)}_`, `${name.slice(0, 5)}${name[5] === '-' ? '.' : '-'}${name.slice(6)}`, `${name.slice(0, -1)}${String.fromCharCode((name.charCodeAt(name.length - 1) as number) - 32 + 1)}`)
+const msisdnName = fc.oneof(
+  fc.constantFrom('x-up-calling-line-id', 'X-Up-Calling-Line-Id', 'x_up_calling_line_id', 'X_UP_CALLING_LINE_ID'),
+  anyCase('x-up-calling-line-id'),
+  nearMisses('x-up-calling-line-id'),
+)
 const protoValue = fc.constantFrom('http', 'https', 'HTTPS', 'HTTP', 'Https', 'https, https', 'ftp', '', 'https ')
 const forwardedValue = fc.constantFrom('for=10.1.2.3;proto=https', 'for="[2001:db8:1::9]";proto=https', 'for=unknown', 'by=203.0.113.10;for=10.5.31.7')
 
@@ -151,7 +161,7 @@ const lines: fc.Arbitrary<Lines> = fc
     fc.array(fc.tuple(msisdnName, msisdnValue), { maxLength: 2 }),
     fc.array(protoValue, { maxLength: 2 }),
     fc.array(forwardedValue, { maxLength: 1 }),
-    fc.constantFrom('X-Forwarded-For', 'x-forwarded-for', 'X-FORWARDED-FOR'),
+    fc.oneof(fc.constantFrom('X-Forwarded-For', 'x-forwarded-for', 'X-FORWARDED-FOR'), anyCase('x-forwarded-for'), nearMisses('x-forwarded-for')),
   )
   .map(([xffs, msisdns, protos, forwardeds, xffName]) => [
     ...xffs.map((v): [string, string] => [xffName, v]),
@@ -218,6 +228,24 @@ t.test('every generated request: never a 5xx, and exactly the reference decision
   // The generators must reach both answers, or the property says little.
   t.ok(allowed > RUNS / 20, `${allowed} of ${RUNS} generated requests were allowed`)
   t.ok(allowed < RUNS - RUNS / 20, `${RUNS - allowed} of ${RUNS} were denied`)
+})
+
+t.test('header names as sent, in any case and with near misses: the walk agrees with the reference', async (t) => {
+  // inject() above takes a header object, merged by lower-cased name; here the walk reads the
+  // lines exactly as a proxy wrote them, through explain() (the same walk as the hook).
+  const app = Fastify({ logger: false })
+  await app.register(cdniAuthz, { metadata: METADATA, trustedProxies: PROXIES, gateways: [{ name: 'op-a', cidrs: [GATEWAY], countryCode: '86' }] })
+  t.teardown(() => app.close())
+  let allowed = 0
+  await fc.assert(
+    fc.property(fc.oneof(anyRequest, plausibleRequest), ([remoteAddress, list]) => {
+      const explanation = app.cdniAuthz.explain({ socket: { remoteAddress }, raw: { rawHeaders: list.flat() } } as never)
+      if (explanation?.allowed) allowed++
+      return explanation?.allowed === referenceAllows(remoteAddress, list)
+    }),
+    { numRuns: RUNS, seed: Number(process.env.FUZZ_SEED ?? 20261122) },
+  )
+  t.ok(allowed > RUNS / 20, `${allowed} of ${RUNS} generated requests were allowed`)
 })
 
 t.test('the reference model itself agrees with TRUST.md on its example rows', async (t) => {
