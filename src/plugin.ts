@@ -172,16 +172,25 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   // The peer is classified once per connection, and kept per instance (two instances may trust
   // different proxies) in a WeakMap, so that Node's socket objects are left as they are.
   const peers = new WeakMap<PeerSocket, PeerFacts>()
+  // The last socket seen and its facts: requests arrive in bursts per connection (keep-alive,
+  // pipelining, a load balancer's pooled connections), and comparing one reference is cheaper
+  // than the WeakMap's hash lookup. Holding one socket past its close delays only its collection.
+  let lastSocket: PeerSocket | null = null
+  let lastPeer: PeerFacts | null = null
   const peerOf = (request: FastifyRequest): PeerFacts => {
     // Node keeps a request's socket on it until the response is done (HTTP/2 gives a proxy to the
     // session's socket), so it is there while the hook runs.
     const socket = request.socket as PeerSocket
+    if (socket === lastSocket) return lastPeer as PeerFacts
     let peer = peers.get(socket)
     if (peer === undefined) {
       peer = classifyPeer(trust, socket.remoteAddress, socket.encrypted === true)
       // Not kept when there is no address yet: the next request on the socket tries again.
-      if (peer.family !== 0) peers.set(socket, peer)
+      if (peer.family === 0) return peer
+      peers.set(socket, peer)
     }
+    lastSocket = socket
+    lastPeer = peer
     return peer
   }
 
