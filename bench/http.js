@@ -65,7 +65,8 @@ async function phase(server) {
 // each server's CPU time per request over the same window (the throughput ratio at saturation);
 // requests per second are reported beside it.
 // BENCH_HTTP_SECOND=bare or empty-hook checks the method itself (expect 1.0); deny-hook gives the
-// floor for denials (Fastify answering 403 from a hook, no decision made).
+// floor for denials (Fastify answering 403 from a hook, no decision made); mixed-hook the floor
+// for the mixed traffic (the plugin's answers, told apart by a header value).
 const servers = { bare: await serve('bare'), plugin: await serve(process.env.BENCH_HTTP_SECOND ?? 'plugin') }
 try {
   await Promise.all(Object.values(servers).map((server) => startLoad(`${server.url}/hello`, 2).result))

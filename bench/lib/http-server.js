@@ -34,8 +34,19 @@ if (mode === 'plugin') {
   app.addHook('onRequest', (_request, reply) => {
     reply.code(403).header('content-type', 'application/json; charset=utf-8').send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
   })
+} else if (mode === 'mixed-hook') {
+  // The floor for the mixed traffic: the plugin's answers (load.js's second and fourth requests
+  // denied), told apart by comparing a header value, nothing decided.
+  app.addHook('onRequest', (request, reply, next) => {
+    const xff = request.headers['x-forwarded-for']
+    if (xff === '198.51.100.7' || xff === '10.9.9.9, 127.0.0.2') {
+      reply.code(403).header('content-type', 'application/json; charset=utf-8').send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
+      return
+    }
+    next()
+  })
 } else if (mode !== 'bare') {
-  throw new Error('mode is bare, empty-hook, deny-hook or plugin')
+  throw new Error('mode is bare, empty-hook, deny-hook, mixed-hook or plugin')
 }
 app.get('/hello', async () => 'hello')
 const url = await app.listen({ host: '127.0.0.1', port: 0 })
