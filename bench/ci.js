@@ -26,7 +26,7 @@ const lookupRatio = mean(ours) / mean(fastest)
 console.log(`lookup: ours / fastest npm peer (${fastest.peer}) = ${lookupRatio.toFixed(3)} (max ${thresholds.lookupVsFastestPeer.max})`)
 if (lookupRatio > thresholds.lookupVsFastestPeer.max) failures.push(`lookup ratio ${lookupRatio.toFixed(3)} > ${thresholds.lookupVsFastestPeer.max}`)
 
-const [http] = run('http.js', { BENCH_HTTP_ROUNDS: '3', BENCH_HTTP_SECONDS: '3', BENCH_PREFIXES: '1000000' })
+const [http] = run('http.js', { BENCH_HTTP_ROUNDS: '5', BENCH_HTTP_SECONDS: '3', BENCH_PREFIXES: '1000000' })
 console.log(`http: bare ${http.bare.rps} req/s, plugin ${http.plugin.rps} req/s (each on half a core); CPU-per-request ratio ${http.ratio} per round ${http.ratios.join(', ')} (min ${thresholds.httpPluginOverBare.min})`)
 if (http.bare.errors + http.plugin.errors + http.bare.status5xx + http.plugin.status5xx > 0) failures.push('errors or 5xx during the HTTP run')
 if (http.ratio < thresholds.httpPluginOverBare.min) failures.push(`HTTP ratio ${http.ratio} < ${thresholds.httpPluginOverBare.min}`)
