@@ -235,3 +235,20 @@ t.test('the peer is classified once per connection; an unreadable peer address i
   t.match(app.cdniAuthz.explain(request('10.1.1.1')), { allowed: true }, 'kept for the connection: classified once')
   socket.destroy()
 })
+
+t.test('requests from connections taking turns each get their own peer', async (t) => {
+  // The plugin remembers the last socket it saw; a request from another one must not get its facts.
+  const app = await build({ metadata: { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }] }, trustedProxies: ['192.0.2.0/24'] })
+  const { Socket } = await import('node:net')
+  const socketOf = (address: string) => {
+    const socket = new Socket()
+    Object.defineProperty(socket, 'remoteAddress', { get: () => address })
+    t.teardown(() => socket.destroy())
+    return socket
+  }
+  const proxy = socketOf('192.0.2.1')
+  const client = socketOf('198.51.100.1')
+  const request = (socket: InstanceType<typeof Socket>) => ({ socket, raw: { rawHeaders: ['X-Forwarded-For', '10.1.1.1', 'X-Forwarded-Proto', 'http'] } }) as never
+  const answers = [proxy, client, client, proxy, proxy, client].map((socket) => app.cdniAuthz.explain(request(socket))?.allowed)
+  t.same(answers, [true, false, false, true, true, false], 'through our proxy the forwarded 10.1.1.1 decides; a direct client is its own source')
+})
