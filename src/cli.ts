@@ -237,16 +237,18 @@ async function check(argv: string[], io: Io): Promise<number> {
     io.stderr(`${values.metadata}: invalid\n${formatProblems('error', prepared.errors)}`)
     return 2
   }
-  const headers: Record<string, string> = {}
+  // Header lines in the order given, as Node's rawHeaders holds them: a repeated --header is two
+  // lines, which the walk reads as the server would (two X-Forwarded-Proto lines name no protocol).
+  const lines: string[] = []
   for (const line of (values.header as string[] | undefined) ?? []) {
     const colon = line.indexOf(':')
     if (colon <= 0) return usage(`--header "${line}" must be "Name: value"`)
-    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+    lines.push(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
   }
-  if (typeof values.xff === 'string') headers['x-forwarded-for'] = values.xff
-  if (typeof values.msisdn === 'string') headers[config.gateways[0]?.msisdnHeaders?.[0]?.toLowerCase() ?? 'x-up-calling-line-id'] = values.msisdn
+  if (typeof values.xff === 'string') lines.push('x-forwarded-for', values.xff)
+  if (typeof values.msisdn === 'string') lines.push(config.gateways[0]?.msisdnHeaders?.[0] ?? 'x-up-calling-line-id', values.msisdn)
   const facts = createClientFacts()
-  extractClientFacts(trust, values.peer, values.protocol === 'https', Object.entries(headers).flat(), now, facts)
+  extractClientFacts(trust, values.peer, values.protocol === 'https', lines, now, facts)
   fillGeoFacts(databases, facts, true, true)
   const explanation = isSite(prepared.compiled) ? explainSite(prepared.compiled, values.host as string | undefined, (values.url as string | undefined) ?? '/', facts) : explain(prepared.compiled, facts)
   const factLine = {

@@ -2,6 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Writable } from 'node:stream'
 import cdniAuthz, { validateMetadata, type CdniAuthzOptions } from '../src/index.js'
+import { logsAtInfo, nullLoggerInfo } from '../src/plugin.js'
 
 const gateways = [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }]
 
@@ -218,6 +219,23 @@ t.test('the deny line is built only for a logger that writes info lines; denials
     t.equal(app.cdniAuthz.counts.denied['no-rule-matched'], 1, `counted with logger ${JSON.stringify(logger)}`)
     t.same(lines.filter((l) => l.includes('cdni-authz')), [], 'no deny line written')
   }
+})
+
+t.test('which loggers get deny lines: Fastify\'s null logger and pino above info do not', async (t) => {
+  const silent = Fastify({ logger: false })
+  t.teardown(() => silent.close())
+  t.equal(logsAtInfo(silent.log), false, 'logger: false is known by its no-op info')
+  t.equal(logsAtInfo(silent.log, null), true, 'without that no-op to compare, it cannot tell, so it writes')
+  t.equal(logsAtInfo(Fastify({ logger: { level: 'info' } }).log), true, 'pino at info')
+  t.equal(logsAtInfo(Fastify({ logger: { level: 'warn' } }).log), false, 'pino at warn says so')
+  const noop = () => {}
+  const custom = { info: noop, error: noop, debug: noop, fatal: noop, warn: noop, trace: noop, child: () => custom, level: 'info' }
+  t.equal(logsAtInfo(custom as never), true, 'a logger of its own with no-op methods cannot tell, so it writes')
+  t.type(nullLoggerInfo(), 'function', 'found the way Fastify loads it')
+  t.equal(nullLoggerInfo(() => {
+    throw new Error('Cannot find module')
+  }), null, 'a Fastify without abstract-logging: none')
+  t.equal(nullLoggerInfo(() => ({})), null, 'an abstract-logging without info: none')
 })
 
 t.test('the peer is classified once per connection; an unreadable peer address is not kept', async (t) => {
