@@ -1,5 +1,5 @@
 /**
- * Strict IP address and prefix parsing (TRUST.md, "Strict parsing").
+ * Strict IP address and prefix parsing (docs/TRUST.md, "Strict parsing").
  *
  * Hand-written rather than delegated to ipaddr.js or `net.isIP` because this is the security
  * boundary and the hot path at once: ipaddr.js accepts octal, hex, short and integer IPv4 forms

@@ -267,7 +267,9 @@ async function check(argv: string[], io: Io): Promise<number> {
   } else {
     const verdict = explanation.allowed ? 'ALLOW' : 'DENY'
     const noHost = 'selected' in explanation && explanation.selected === null
-    const why = noHost ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}` : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
+    const why = explanation.unknowable.length > 0
+      ? `unknowable: ${explanation.unknowable.join(', ')} (there, but not to be believed; denied before any rule)`
+      : noHost ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}` : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
     io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`)
     io.stdout(`${describeExplanation(explanation)}\n`)

@@ -1,5 +1,5 @@
 /**
- * Which client facts the edge may believe (TRUST.md), established once per request.
+ * Which client facts the edge may believe (docs/TRUST.md), established once per request.
  *
  * The walk is written by hand rather than taken from proxy-addr because it must do more than pick
  * a client address: it must also recognise an operator gateway, take the handset address that
@@ -14,7 +14,7 @@ import { isDigitString, normalizeMsisdn, type Msisdn, type MsisdnFormat } from '
 import { lookup1, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
 import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from './compile.js'
 
-/** One mobile operator's enriching gateways (TRUST.md, "Two trust lists"). */
+/** One mobile operator's enriching gateways (docs/TRUST.md, "The two trust lists"). */
 export interface GatewayOptions {
   /** Operator name, used in logs. */
   name: string
@@ -36,18 +36,19 @@ export interface TrustOptions {
   trustedProxies?: string[]
   /** Operator gateways. Default: none. */
   gateways?: GatewayOptions[]
-  /** Most `X-Forwarded-For` entries considered; a longer header gives no fact. Default 16. */
+  /** Most `X-Forwarded-For` entries the walk reads, from the right: our proxies, the source and
+   * the handset. A fact that lies further left is unknowable (and its request denied); what lies
+   * further left is never read. Default 16. */
   maxForwardedEntries?: number
-  /** Longest `X-Forwarded-For` header considered, in characters. Default 1024. */
+  /** Most characters of `X-Forwarded-For` the walk reads, from the right; the same rule.
+   * Default 1024. */
   maxForwardedLength?: number
 }
 
 interface CompiledGateway {
   name: string
-  /** Header slots (see HeaderSlots) of this gateway's MSISDN headers and of their underscore
-   * variants. */
+  /** Header slots (see HeaderSlots) of this gateway's MSISDN headers. */
   headerSlots: number[]
-  underscoreSlots: number[]
   format: MsisdnFormat
 }
 
@@ -55,7 +56,9 @@ interface CompiledGateway {
  * The request headers the walk may read, found in one pass over `rawHeaders` without building
  * Node's header object (which costs more than the whole decision). A raw name is compared only
  * with the wanted names of its length, and without a lower-cased copy: Node makes every name a
- * fresh string, so a Map lookup would hash each one again on every request.
+ * fresh string, so a Map lookup would hash each one again on every request. The raw lines are
+ * read rather than Node's header object because the walk must see every line and every name as
+ * sent: a second line of a header Node keeps once, and the header-name twins below.
  */
 interface HeaderSlots {
   /** byLength[n]: the wanted names (lower case) of n characters, or undefined */
@@ -65,6 +68,13 @@ interface HeaderSlots {
   /** per slot: how many lines carried it, and the value (lines joined by ", " as Node does) */
   counts: Int32Array
   values: (string | null)[]
+  /**
+   * per slot: how many lines carried a twin of its name, one equal to it once case is folded and
+   * `_` is read as `-` (`x_up_calling_line_id`, `x-up_calling-line-id`). Servers and gateways
+   * that map header names to variables (CGI, some proxies and frameworks) read a twin as the
+   * header itself, so a twin of the MSISDN header makes the number unknowable (docs/TRUST.md).
+   */
+  twins: Int32Array
 }
 
 const SLOT_XFF = 0
@@ -82,6 +92,34 @@ export interface TrustConfig {
   hasProxies: boolean
   maxForwardedEntries: number
   maxForwardedLength: number
+}
+
+/**
+ * Facts a request may carry that the client could make unknowable, as bits of
+ * `ClientFacts.unknowable` and of a compiled policy's `reads` (docs/TRUST.md, "Present, absent,
+ * unknowable"). A fact is present (established by the walk), absent (it does not apply, as the
+ * handset of a direct client) or unknowable (the input that would establish it is there but
+ * cannot be believed). An unknowable fact the live policy reads anywhere denies the request
+ * before any rule is tried: were it read as absent, a client could delete a fact to step around
+ * a deny rule. Country and AS number come from the source address, so they stand or fall with it.
+ */
+export const FACT_SOURCE = 1
+export const FACT_HANDSET = 2
+export const FACT_MSISDN = 4
+export const FACT_PROTOCOL = 8
+
+/** The name of each unknowable-fact bit, in the order deny reasons name them. */
+export const UNKNOWABLE_FACTS = [
+  [FACT_SOURCE, 'source'],
+  [FACT_HANDSET, 'handset'],
+  [FACT_MSISDN, 'msisdn'],
+  [FACT_PROTOCOL, 'protocol'],
+] as const
+export type FactName = (typeof UNKNOWABLE_FACTS)[number][1]
+
+/** The names of the facts set in `bits`. */
+export function factNames(bits: number): FactName[] {
+  return UNKNOWABLE_FACTS.filter(([bit]) => (bits & bit) !== 0).map(([, name]) => name)
 }
 
 /** Facts about one request. Reused between requests: the hook fills it synchronously. */
@@ -104,6 +142,8 @@ export interface ClientFacts {
   /** AS number of the source address, or -1. */
   asn: number
   now: number
+  /** FACT_* bits of the facts that are there but cannot be believed. */
+  unknowable: number
 }
 
 const NO_SUBDIVISIONS: readonly string[] = Object.freeze([])
@@ -123,6 +163,7 @@ export function createClientFacts(): ClientFacts {
     subdivisions: NO_SUBDIVISIONS,
     asn: -1,
     now: 0,
+    unknowable: 0,
   }
 }
 
@@ -206,7 +247,16 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
       if (typeof name !== 'string' || !HEADER_NAME.test(name.toLowerCase())) {
         throw new InvalidOptionError(`${at}.msisdnHeaders[${i}] must be an HTTP header name`)
       }
-      return name.toLowerCase()
+      const lower = name.toLowerCase()
+      // One header may carry one fact: a name that folds (`_` read as `-`) onto a header the walk
+      // reads for something else, or onto another of this list, would be counted twice.
+      const folded = lower.replace(/_/g, '-')
+      if (folded === 'x-forwarded-for' || folded === 'x-forwarded-proto') {
+        throw new InvalidOptionError(`${at}.msisdnHeaders[${i}]: "${name}" is read for the client's address or protocol`)
+      }
+      const twin = headers.findIndex((other, j) => j < i && typeof other === 'string' && other.toLowerCase().replace(/_/g, '-') === folded)
+      if (twin >= 0) throw new InvalidOptionError(`${at}.msisdnHeaders[${i}]: "${name}" is the same header as msisdnHeaders[${twin}] once "_" is read as "-"`)
+      return lower
     })
     const numbering = gw.msisdnNumbering ?? 'international'
     if (numbering !== 'international' && numbering !== 'national') {
@@ -215,7 +265,6 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
     return {
       name: gw.name,
       headerSlots: names.map(slotOf),
-      underscoreSlots: names.filter((n) => n.includes('-')).map((n) => slotOf(n.replace(/-/g, '_'))),
       format: { countryCode: gw.countryCode, numbering, allowDoubleZero: gw.allowDoubleZero === true },
     }
   })
@@ -233,7 +282,7 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
     gatewaysV4: gatewaysV4.compile(),
     gatewaysV6: gatewaysV6.compile(),
     gateways,
-    headers: { byLength, slotsByLength, counts: new Int32Array(slots.size), values: new Array<string | null>(slots.size).fill(null) },
+    headers: { byLength, slotsByLength, counts: new Int32Array(slots.size), values: new Array<string | null>(slots.size).fill(null), twins: new Int32Array(slots.size) },
     hasProxies: proxies.length > 0,
     maxForwardedEntries: positiveInteger(options.maxForwardedEntries, 'maxForwardedEntries', 16),
     maxForwardedLength: positiveInteger(options.maxForwardedLength, 'maxForwardedLength', 1024),
@@ -253,21 +302,61 @@ function gatewayOf(trust: TrustConfig, family: Family, address: Uint32Array): nu
   return label === 0 ? -1 : ((table.labelSets[label] as readonly number[])[0] as number)
 }
 
+/** `previousEntry`: no entry is left of the cursor. */
+const NO_ENTRY = -1
+/** `previousEntry`: an entry is there but lies beyond the walk's caps, so it cannot be read. */
+const UNREADABLE = -2
+
 /**
- * Reads the `X-Forwarded-For` entry ending at `end` into `out`, without the HTTP optional
- * whitespace around it (space and tab only: other Unicode spaces are not OWS); returns its
- * family, and leaves the index of the comma before it in `at.start`.
+ * Where the walk over one request's `X-Forwarded-For` stands: the value (every line, joined),
+ * the end of what is still unread, the first character the walk may read (the character cap,
+ * counted from the right) and how many more entries it may read (the entry cap).
  */
-function readEntryBefore(header: string, end: number, out: Uint32Array, at: { start: number }): Family {
-  const comma = header.lastIndexOf(',', end - 1)
-  at.start = comma
-  let start = comma + 1
-  while (start < end && (header.charCodeAt(start) === 32 || header.charCodeAt(start) === 9)) start++
-  while (end > start && (header.charCodeAt(end - 1) === 32 || header.charCodeAt(end - 1) === 9)) end--
-  return parseAddress(header, out, start, end)
+interface ForwardedWalk {
+  value: string
+  end: number
+  floor: number
+  entriesLeft: number
 }
 
-const cursor = { start: 0 }
+const forwarded: ForwardedWalk = { value: '', end: 0, floor: 0, entriesLeft: 0 }
+
+function startWalk(trust: TrustConfig, value: string | null): void {
+  forwarded.value = value ?? ''
+  forwarded.end = forwarded.value.length
+  forwarded.floor = Math.max(0, forwarded.end - trust.maxForwardedLength)
+  forwarded.entriesLeft = trust.maxForwardedEntries
+}
+
+/**
+ * Reads the next `X-Forwarded-For` entry right to left into `out`: its family, 0 for an entry
+ * that is not an address, NO_ENTRY when none is left, UNREADABLE when the next one lies beyond
+ * the caps. Empty list elements are skipped (RFC 9110 section 5.6.1), and the HTTP optional
+ * whitespace around an entry is space and tab only (other Unicode spaces are not OWS). Nothing
+ * left of the caps is ever read: what a client wrote there cannot change the answer, and no
+ * request makes the walk longer than the caps.
+ */
+function previousEntry(out: Uint32Array): number {
+  const { value, floor } = forwarded
+  let end = forwarded.end
+  for (;;) {
+    if (end <= 0) return NO_ENTRY
+    let comma = end - 1
+    while (comma >= floor && value.charCodeAt(comma) !== 44) comma--
+    // Without its comma in sight the entry may go on beyond the window: it cannot be read whole.
+    if (comma < floor && floor > 0) return UNREADABLE
+    let start = comma + 1
+    forwarded.end = comma
+    while (start < end && (value.charCodeAt(start) === 32 || value.charCodeAt(start) === 9)) start++
+    while (end > start && (value.charCodeAt(end - 1) === 32 || value.charCodeAt(end - 1) === 9)) end--
+    if (start < end) {
+      if (forwarded.entriesLeft === 0) return UNREADABLE
+      forwarded.entriesLeft--
+      return parseAddress(value, out, start, end)
+    }
+    end = comma
+  }
+}
 
 /** Four word copies: cheaper than TypedArray.prototype.set for so few elements. */
 function copyAddress(from: Uint32Array, to: Uint32Array): void {
@@ -277,41 +366,62 @@ function copyAddress(from: Uint32Array, to: Uint32Array): void {
   to[3] = from[3] as number
 }
 
-/** Whether a header name as sent equals `lower` (a wanted name, lower case, same length) in
- * ASCII case-insensitive comparison. */
-function sameName(name: string, lower: string): boolean {
+/** `compareName`: the names differ. */
+const OTHER_NAME = 0
+/** `compareName`: the same header name. */
+const SAME_NAME = 1
+/** `compareName`: a twin (see HeaderSlots). */
+const TWIN_NAME = 2
+
+/**
+ * Compares a header name as sent with `lower` (a wanted name, lower case, same length): the same
+ * name in ASCII case-insensitive comparison, a twin of it, or another name.
+ */
+function compareName(name: string, lower: string): number {
+  let twin = false
   for (let i = 0; i < lower.length; i++) {
     const want = lower.charCodeAt(i)
     const got = name.charCodeAt(i)
+    if (got === want) continue
     // Only a letter may differ, and only by case (0x20): "X-Forwarded-For" is "x-forwarded-for".
-    if (got !== want && !(want >= 97 && want <= 122 && got === want - 32)) return false
+    if (want >= 97 && want <= 122 && got === want - 32) continue
+    if ((want === 45 || want === 95) && (got === 45 || got === 95)) {
+      twin = true
+      continue
+    }
+    return OTHER_NAME
   }
-  return true
+  return twin ? TWIN_NAME : SAME_NAME
 }
 
 /** Collects the wanted headers of a request from Node's `rawHeaders` (name, value, name, ...). */
 function readHeaders(headers: HeaderSlots, rawHeaders: readonly string[]): void {
-  const counts = headers.counts
-  for (let slot = 0; slot < counts.length; slot++) counts[slot] = 0
+  const { counts, twins } = headers
+  for (let slot = 0; slot < counts.length; slot++) {
+    counts[slot] = 0
+    twins[slot] = 0
+  }
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string
     if (name.length >= headers.byLength.length) continue
     const wanted = headers.byLength[name.length]
     if (wanted === undefined) continue
-    let slot = -1
     for (let w = 0; w < wanted.length; w++) {
       const lower = wanted[w] as string
       // Names usually arrive in lower case, and === compares those without a loop of ours.
-      if (name === lower || sameName(name, lower)) {
-        slot = (headers.slotsByLength[name.length] as readonly number[])[w] as number
-        break
+      const kind = name === lower ? SAME_NAME : compareName(name, lower)
+      if (kind === OTHER_NAME) continue
+      const slot = (headers.slotsByLength[name.length] as readonly number[])[w] as number
+      if (kind === TWIN_NAME) {
+        twins[slot] = (twins[slot] as number) + 1
+        continue
       }
+      const value = rawHeaders[i + 1] as string
+      const count = (counts[slot] as number) + 1
+      counts[slot] = count
+      headers.values[slot] = count === 1 ? value : `${headers.values[slot] as string}, ${value}`
+      break
     }
-    if (slot < 0) continue
-    const value = rawHeaders[i + 1] as string
-    const count = (counts[slot] as number) + 1
-    counts[slot] = count
-    headers.values[slot] = count === 1 ? value : `${headers.values[slot] as string}, ${value}`
   }
 }
 
@@ -340,7 +450,7 @@ export function classifyPeer(trust: TrustConfig, remoteAddress: string | undefin
 }
 
 /**
- * Fills `facts` for one request (TRUST.md, "The walk"). `remoteAddress` is the TCP peer,
+ * Fills `facts` for one request (docs/TRUST.md, "The walk"). `remoteAddress` is the TCP peer,
  * `encrypted` whether TLS ended on this socket, and `rawHeaders` the request's header lines as
  * Node gives them (`request.raw.rawHeaders`).
  */
@@ -366,9 +476,14 @@ export function extractFromPeer(trust: TrustConfig, peer: PeerFacts, rawHeaders:
   facts.asn = -1
   facts.now = now
   facts.protocol = peer.protocol
+  facts.unknowable = 0
   const peerFamily = peer.family
   facts.peerFamily = peerFamily
-  if (peerFamily === 0) return
+  if (peerFamily === 0) {
+    // No peer address (a socket already closed): nothing to start the walk from.
+    facts.unknowable = FACT_SOURCE
+    return
+  }
   copyAddress(peer.address, facts.peer)
 
   const peerIsProxy = peer.isProxy
@@ -382,66 +497,67 @@ export function extractFromPeer(trust: TrustConfig, peer: PeerFacts, rawHeaders:
 
   const headers = trust.headers
   readHeaders(headers, rawHeaders)
-  if (peerIsProxy) facts.protocol = headers.counts[SLOT_XFP] === 1 ? forwardedProto(headers.values[SLOT_XFP] as string) : 0
-  const xff = headers.counts[SLOT_XFF] === 0 ? null : forwardedFor(trust, headers.values[SLOT_XFF] as string)
-  let end = xff === null ? 0 : xff.length
-  let sourceFamily: Family
   if (peerIsProxy) {
-    // Right to left, skipping our own proxies; the first other entry is the source.
-    sourceFamily = 0
-    while (xff !== null && end > 0) {
-      const family = readEntryBefore(xff, end, facts.source, cursor)
-      end = cursor.start
-      if (family === 0) return
-      if (!isProxyAddress(trust, family, facts.source)) {
-        sourceFamily = family
-        break
+    // Our proxy says the protocol in exactly one line; anything else (no line, two, a value that
+    // is neither) leaves a protocol that is there but cannot be known.
+    facts.protocol = headers.counts[SLOT_XFP] === 1 ? forwardedProto(headers.values[SLOT_XFP] as string) : 0
+    if (facts.protocol === 0) facts.unknowable = FACT_PROTOCOL
+  }
+  startWalk(trust, headers.counts[SLOT_XFF] === 0 ? null : (headers.values[SLOT_XFF] as string))
+  let sourceFamily: number
+  if (peerIsProxy) {
+    // Right to left, skipping our own proxies; the first other entry is the source. No entry, an
+    // entry that is no address, or one beyond the caps: our proxy vouches for a client we cannot
+    // name, so the source (and all that derives from it) is unknowable.
+    for (;;) {
+      sourceFamily = previousEntry(facts.source)
+      if (sourceFamily <= 0) {
+        facts.unknowable |= FACT_SOURCE
+        return
       }
+      if (!isProxyAddress(trust, sourceFamily as Family, facts.source)) break
     }
-    if (sourceFamily === 0) return
   } else {
     sourceFamily = peerFamily
     copyAddress(peer.address, facts.source)
   }
-  facts.sourceFamily = sourceFamily
-  const gateway = peerIsProxy ? gatewayOf(trust, sourceFamily, facts.source) : peerGateway
+  facts.sourceFamily = sourceFamily as Family
+  const gateway = peerIsProxy ? gatewayOf(trust, sourceFamily as Family, facts.source) : peerGateway
   if (gateway < 0) return
 
   // The source is an operator gateway: the entry it appended is just left of it. Anything further
-  // left was written by the client and decides nothing.
+  // left was written by the client and decides nothing. No entry there: the gateway added none,
+  // and the handset is absent; an entry that is no address, or beyond the caps, is unknowable.
   facts.gateway = gateway
-  if (xff !== null && end > 0) facts.handsetFamily = readEntryBefore(xff, end, facts.handset, cursor)
-  facts.msisdn = readMsisdn(trust.gateways[gateway] as CompiledGateway, headers)
+  const handset = previousEntry(facts.handset)
+  if (handset > 0) facts.handsetFamily = handset as Family
+  else if (handset !== NO_ENTRY) facts.unknowable |= FACT_HANDSET
+  readMsisdn(trust.gateways[gateway] as CompiledGateway, headers, facts)
 }
 
-/** The X-Forwarded-For list (all its lines, joined) when within the caps, else null. */
-function forwardedFor(trust: TrustConfig, value: string): string | null {
-  if (value.length === 0 || value.length > trust.maxForwardedLength) return null
-  // indexOf finds the commas faster than a loop of ours over every character.
-  let entries = 1
-  for (let comma = value.indexOf(','); comma >= 0; comma = value.indexOf(',', comma + 1)) {
-    if (++entries > trust.maxForwardedEntries) return null
-  }
-  return value
-}
-
+/** The X-Forwarded-Proto line of our proxy: HTTP or HTTPS, else 0. */
 function forwardedProto(value: string): number {
   if (value === 'http' || value === 'HTTP') return PROTOCOL_HTTP
   if (value === 'https' || value === 'HTTPS') return PROTOCOL_HTTPS
   return 0
 }
 
-/** The gateway's MSISDN: exactly one line of exactly one of its headers, and no underscore twin. */
-function readMsisdn(gateway: CompiledGateway, headers: HeaderSlots): Msisdn | null {
-  for (const slot of gateway.underscoreSlots) if (headers.counts[slot] !== 0) return null
+/**
+ * The gateway's MSISDN: exactly one line of exactly one of its headers, no twin of any of them,
+ * and a value that parses. No line at all: the gateway sent no number, and the MSISDN is absent.
+ * Anything else is unknowable: two lines or two names (a client may have sent one before the
+ * gateway added its own), a twin, or a value that is not a number.
+ */
+function readMsisdn(gateway: CompiledGateway, headers: HeaderSlots, facts: ClientFacts): void {
   let raw: string | null = null
+  let lines = 0
   for (const slot of gateway.headerSlots) {
-    const count = headers.counts[slot] as number
-    if (count === 0) continue
-    if (count > 1 || raw !== null) return null
-    raw = headers.values[slot] as string
+    lines += (headers.counts[slot] as number) + (headers.twins[slot] as number)
+    if (headers.counts[slot] === 1) raw = headers.values[slot] as string
   }
-  return raw === null ? null : normalizeMsisdn(raw, gateway.format)
+  if (lines === 0) return
+  facts.msisdn = lines === 1 && raw !== null ? normalizeMsisdn(raw, gateway.format) : null
+  if (facts.msisdn === null) facts.unknowable |= FACT_MSISDN
 }
 
 /** Name of the gateway a request came through, for logs. */

@@ -1,5 +1,5 @@
 /**
- * Policy model → compiled policy → decision (STYLE.md habit 3, last two stages).
+ * Policy model → compiled policy → decision (docs/ARCHITECTURE.md, last two stages).
  *
  * Regions become bit positions. Every fact a request carries (source address, handset address,
  * MSISDN, country, AS number) is looked up once in its table, whose label turns into a bitset of
@@ -17,7 +17,7 @@
 import { keyHighWord, keyLowWord, msisdnKey, msisdnPrefixRange } from './msisdn.js'
 import type { ClauseKind, ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
 import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
-import type { ClientFacts } from './client-facts.js'
+import { FACT_HANDSET, FACT_MSISDN, FACT_PROTOCOL, FACT_SOURCE, factNames, type ClientFacts, type FactName } from './client-facts.js'
 
 /** Region fields in evaluation order. */
 export const FIELDS = ['subnet', 'subnet2', 'msisdn', 'country', 'asn'] as const
@@ -86,6 +86,12 @@ export interface CompiledPolicy {
   readonly regions: readonly CompiledRegion[]
   /** Whether some rule has a time window (else the request path need not read the clock). */
   readonly usesTime: boolean
+  /**
+   * FACT_* bits of the facts some rule reads, allow or deny: one of them unknowable denies the
+   * request before any rule is tried. The source is always among them: without it behind our
+   * own proxy, nobody can say who the client is.
+   */
+  readonly reads: number
   readonly summary: PolicySummary
 }
 
@@ -279,7 +285,11 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
   }
   for (const t of Object.values(tables)) summary.intervals += t.table.count
   const usesTime = rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'timeWindow'))
-  return { words, used, without, all, ...tables, country, asn, rules, regions, summary, usesTime }
+  const reads = FACT_SOURCE
+    | (used[SUBNET2] ? FACT_HANDSET : 0)
+    | (used[MSISDN] ? FACT_MSISDN : 0)
+    | (rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'protocol')) ? FACT_PROTOCOL : 0)
+  return { words, used, without, all, ...tables, country, asn, rules, regions, summary, usesTime, reads }
 }
 
 /** Stands in for a table's bits when there is no fact (offset -1): never read. */
@@ -444,6 +454,9 @@ export interface RuleExplanation {
 
 export interface Explanation {
   allowed: boolean
+  /** Facts the policy reads that the request made unknowable: when any, the request is denied
+   * before any rule is tried. */
+  unknowable: FactName[]
   /** Pointer of the rule that decided, or null when no rule matched. */
   decidedBy: string | null
   /** Kinds whose clauses failed in the rules that did not match, for logs and metrics. */
@@ -464,6 +477,7 @@ export function explain(policy: CompiledPolicy, facts: ClientFacts): Explanation
   })
   const bit = (bits: Uint32Array, r: number): boolean => (((bits[r >>> 5] as number) >>> (r & 31)) & 1) === 1
   const failed = new Set<ClauseKind>()
+  const unknowable = factNames(facts.unknowable & policy.reads)
   let decidedBy: string | null = null
   let allowed = false
   const rules = policy.rules.map((rule) => {
@@ -483,10 +497,10 @@ export function explain(policy: CompiledPolicy, facts: ClientFacts): Explanation
     const matched = clauses.every((c) => c.matched)
     if (matched && decidedBy === null) {
       decidedBy = rule.pointer
-      allowed = rule.allow
+      allowed = rule.allow && unknowable.length === 0
     }
     if (!matched) for (const c of clauses) if (!c.matched) failed.add(c.kind)
     return { pointer: rule.pointer, allow: rule.allow, matched, clauses }
   })
-  return { allowed, decidedBy, failed: [...failed], rules }
+  return { allowed, decidedBy, unknowable, failed: [...failed], rules }
 }

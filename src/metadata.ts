@@ -1,8 +1,8 @@
 /**
- * Metadata → schema validation → internal policy model (STYLE.md habit 3, first two stages).
+ * Metadata → schema validation → internal policy model (docs/ARCHITECTURE.md, first two stages).
  *
  * ajv checks the structure against the JSON Schemas in `schemas/` (compiled once, at module
- * load); this module then makes the checks a schema cannot express (SPEC.md section 2: strict
+ * load); this module then makes the checks a schema cannot express (README, "The seed's format": strict
  * prefixes, contiguous masks, ISO 3166-1 codes, digit-only MSISDN prefixes, startTime < endTime,
  * exactly one kind per entry) and reports them in the same `{ pointer, message }` shape. Every
  * problem comes back, not only the first, up to a cap that keeps a hostile document's error list
@@ -309,7 +309,7 @@ function translateRegion(t: Translation, region: Record<string, unknown>, pointe
 
 const ENTRY_KINDS = ['region', 'protocol', 'timeWindow'] as const
 
-/** Groups a deliveryCriteria list into one clause per kind present (SPEC.md section 2). */
+/** Groups a deliveryCriteria list into one clause per kind present (README, "The seed's format"). */
 function translateCriteria(t: Translation, list: Record<string, unknown>[], pointer: string): ClauseModel[] {
   let regions: Extract<ClauseModel, { kind: 'region' }> | null = null
   let protocols: Extract<ClauseModel, { kind: 'protocol' }> | null = null

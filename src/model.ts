@@ -1,11 +1,11 @@
 /**
- * The internal policy model: where every metadata format meets (STYLE.md habit 3). Nothing
+ * The internal policy model: where every metadata format meets (docs/ARCHITECTURE.md). Nothing
  * downstream of this module knows which format a policy came from.
  *
  * A policy is an ordered list of rules; the first rule whose clauses all match decides allow or
  * deny, and when none matches the request is denied. A clause is a disjunction of alternatives of
  * one kind (regions, protocols or time windows). A region matches when every field it names
- * matches (SPEC.md section 2).
+ * matches (README, "The seed's format").
  */
 
 /** A problem found in a metadata document, located by JSON pointer (RFC 6901). */
@@ -66,7 +66,7 @@ function grow<T extends Uint8Array | Uint32Array>(array: T): T {
 }
 
 /** MSISDN prefixes: `national` ones match the national significant number, `international`
- * ones (written with `+`) match country code + national number (SPEC.md section 6). */
+ * ones (written with `+`) match country code + national number (README, "The seed's format"). */
 export interface MsisdnPrefixes {
   national: string[]
   international: string[]

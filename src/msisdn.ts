@@ -1,5 +1,5 @@
 /**
- * MSISDN numbers and prefixes (SPEC.md section 6).
+ * MSISDN numbers and prefixes (README, "The seed's format").
  *
  * Numbers stay digit strings end to end (never `Number()` of the text: leading zeros and the
  * 15-digit E.164 bound matter). For the range table they are encoded as a base-11 key: digit d
@@ -78,7 +78,7 @@ export interface Msisdn {
 const MAX_RAW_LENGTH = MAX_MSISDN_DIGITS + 2
 
 /**
- * Normalizes one MSISDN header value strictly (TRUST.md): ASCII digits with an optional leading
+ * Normalizes one MSISDN header value strictly (docs/TRUST.md, "Strict parsing"): ASCII digits with an optional leading
  * `+` (and `00` only where configured), at most 15 digits, no leading 0 in international form. Returns null for anything else,
  * including the `, `-joined value of a repeated header.
  */

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module'
 import type { TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, gatewayName, type PeerFacts, type TrustConfig, type TrustOptions } from './client-facts.js'
+import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, factNames, gatewayName, type PeerFacts, type TrustConfig, type TrustOptions } from './client-facts.js'
 import { LRUCache } from 'lru-cache'
 import { decide, describeDenial, explain, FIELDS, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import { InvalidMetadataError, InvalidOptionError } from './errors.js'
@@ -47,7 +47,22 @@ export interface DatabaseInfo {
 }
 
 /** Why requests were denied, counted for metrics. */
-export type DenyReason = 'no-policy' | 'no-rule-matched' | 'deny-rule' | 'no-host-matched' | 'bad-request-target' | 'unenforceable'
+export type DenyReason =
+  | 'no-policy'
+  | 'no-rule-matched'
+  | 'deny-rule'
+  | 'no-host-matched'
+  | 'bad-request-target'
+  | 'unenforceable'
+  | 'unknowable-source'
+  | 'unknowable-handset'
+  | 'unknowable-msisdn'
+  | 'unknowable-protocol'
+
+/** The deny reason for the first fact in `unknowable` (FACT_* bits, not 0). */
+function unknowableReason(unknowable: number): DenyReason {
+  return `unknowable-${factNames(unknowable)[0] as string}` as DenyReason
+}
 
 export interface DecisionCounts {
   allowed: number
@@ -98,7 +113,7 @@ declare module 'fastify' {
   }
 }
 
-/** The deny body reveals nothing of the policy (SPEC.md section 5). */
+/** The deny body reveals nothing of the policy: the reason goes to the log and the metrics only. */
 const DENY_BODY = '{"statusCode":403,"error":"Forbidden","message":"Access denied"}'
 
 /**
@@ -189,7 +204,21 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   let version = 0
   let scratch = new Uint32Array(1)
   const facts = createClientFacts()
-  const counts: DecisionCounts = { allowed: 0, denied: { 'no-policy': 0, 'no-rule-matched': 0, 'deny-rule': 0, 'no-host-matched': 0, 'bad-request-target': 0, unenforceable: 0 } }
+  const counts: DecisionCounts = {
+    allowed: 0,
+    denied: {
+      'no-policy': 0,
+      'no-rule-matched': 0,
+      'deny-rule': 0,
+      'no-host-matched': 0,
+      'bad-request-target': 0,
+      unenforceable: 0,
+      'unknowable-source': 0,
+      'unknowable-handset': 0,
+      'unknowable-msisdn': 0,
+      'unknowable-protocol': 0,
+    },
+  }
   let compiler: PolicyCompiler | null = null
   // The peer is classified once per connection, and kept per instance (two instances may trust
   // different proxies) in a WeakMap, so that Node's socket objects are left as they are.
@@ -310,6 +339,27 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   /** How the request reached us, for deny lines. */
   const via = (): string => gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct')
 
+  /**
+   * Settles a request with a fact the live policy reads (`reads`, FACT_* bits) made unknowable:
+   * counts, logs and answers the denial before any rule is tried (docs/TRUST.md), or lets an
+   * opted-out route through. False when there is no such fact.
+   */
+  const deniedAsUnknowable = (request: FastifyRequest, reply: FastifyReply, next: () => void, reads: number): boolean => {
+    const unknowable = facts.unknowable & reads
+    if (unknowable === 0) return false
+    if (optedOut(request)) {
+      next()
+      return true
+    }
+    const reason = unknowableReason(unknowable)
+    counts.denied[reason]++
+    if (logsAtInfo(request.log)) {
+      request.log.info({ cdniAuthz: { decision: 'deny', reason, unknowable: factNames(unknowable), via: via(), policyVersion: version } }, 'cdni-authz: request denied')
+    }
+    deny(reply)
+    return true
+  }
+
   /** The site's ACLs for a request, through the selection cache. */
   const select = (live: CompiledSite, request: FastifyRequest): CompiledAcls | null => {
     const url = request.url
@@ -348,6 +398,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   /** The request path for RFC 8006 metadata, out of the main hook so that stays small for V8. */
   const enforceSite = (liveSite: CompiledSite, request: FastifyRequest, reply: FastifyReply, next: () => void): void => {
     extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, liveSite.usesTime ? Date.now() : 0, facts)
+    if (deniedAsUnknowable(request, reply, next, liveSite.reads)) return
     if (needCountry || needAsn) fillGeoFacts(databases, facts, needCountry, needAsn)
     const acls = select(liveSite, request)
     // Each ACL is decided once: the denial found here is the one the deny line names.
@@ -380,6 +431,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
       return
     }
     extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, live.usesTime ? Date.now() : 0, facts)
+    if (deniedAsUnknowable(request, reply, next, live.reads)) return
     if (needCountry || needAsn) fillGeoFacts(databases, facts, needCountry, needAsn)
     const rule = decide(live, facts, scratch)
     if (isAllowed(live, rule)) {

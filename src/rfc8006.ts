@@ -5,7 +5,7 @@
  * `mandatory-to-enforce` (section 4.1.7): mandatory (the default) and not enforced here means the
  * content it covers is denied, with a warning that says so; optional means ignored, also said.
  *
- * Semantics taken from the RFC (and SPEC.md section 3):
+ * Semantics taken from the RFC (README, "RFC 8006", says what we chose where it is silent):
  * - Each ACL is a first-match rule list, `action` defaulting to "deny"; no rule matching is a
  *   denial; a missing list allows all; an empty list denies all. The three kinds are ANDed.
  * - A rule's footprints narrow one another (RFC 8008 appendix B, RFC 9388 section 2.2): a client
@@ -44,7 +44,7 @@ import {
 } from './model.js'
 import { patternError } from './path-pattern.js'
 
-/** Footprint types of our own for the draft's mobile fields (SPEC.md section 2), documented in the README. */
+/** Footprint types of our own for the draft's mobile fields, documented in the README ("RFC 8006"). */
 export const HANDSET_CIDR = 'x-handset-cidr'
 export const MSISDN_PREFIX = 'x-msisdn-prefix'
 

@@ -7,7 +7,7 @@
  * Inherited ACLs are the same model objects as their parent's, so each is compiled once however
  * many paths inherit it. Only compiled data is kept: this crosses the worker boundary.
  */
-import type { ClientFacts } from './client-facts.js'
+import { FACT_SOURCE, factNames, type ClientFacts } from './client-facts.js'
 import { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import type { AclSet, PathNode, PolicyModel, SiteModel, Unenforceable } from './model.js'
 import { compilePattern, compilePatternList, firstMatch, type PatternList } from './path-pattern.js'
@@ -36,6 +36,8 @@ export interface CompiledSite {
   /** Scratch words the largest policy needs. */
   words: number
   usesTime: boolean
+  /** FACT_* bits any of its policies reads (see CompiledPolicy.reads). */
+  reads: number
   summary: PolicySummary
 }
 
@@ -62,7 +64,15 @@ export function compileSite(site: SiteModel): CompiledSite {
   for (const policy of policies) {
     for (const key of ['rules', 'regions', 'ipv4Prefixes', 'ipv6Prefixes', 'msisdnPrefixes', 'intervals'] as const) summary[key] += policy.summary[key]
   }
-  return { kind: 'site', hosts, policies, words: Math.max(1, ...policies.map((policy) => policy.words)), usesTime: policies.some((policy) => policy.usesTime), summary }
+  return {
+    kind: 'site',
+    hosts,
+    policies,
+    words: Math.max(1, ...policies.map((policy) => policy.words)),
+    usesTime: policies.some((policy) => policy.usesTime),
+    reads: policies.reduce((reads, policy) => reads | policy.reads, FACT_SOURCE),
+    summary,
+  }
 }
 
 /**
@@ -112,15 +122,17 @@ export interface SiteExplanation extends Explanation {
 
 /** Explains a decision on a site: which node, then each ACL in force, rule by rule. */
 export function explainSite(site: CompiledSite, hostHeader: string | undefined, url: string, facts: ClientFacts): SiteExplanation {
+  const unknowable = factNames(facts.unknowable & site.reads)
   const acls = selectNode(site, hostHeader, url)
-  if (acls === null) return { selected: null, allowed: false, decidedBy: null, failed: [], rules: [] }
+  if (acls === null) return { selected: null, allowed: false, decidedBy: null, unknowable, failed: [], rules: [] }
   const blocked = acls.unenforceable[0]
-  if (blocked !== undefined) return { selected: acls.pointer, allowed: false, decidedBy: blocked.pointer, failed: [], rules: [] }
+  if (blocked !== undefined) return { selected: acls.pointer, allowed: false, decidedBy: blocked.pointer, unknowable, failed: [], rules: [] }
   const parts = acls.policies.map((policy) => explain(policy, facts))
   const denying = parts.find((part) => !part.allowed)
   return {
     selected: acls.pointer,
-    allowed: denying === undefined,
+    allowed: denying === undefined && unknowable.length === 0,
+    unknowable,
     decidedBy: denying === undefined ? acls.pointer : denying.decidedBy,
     failed: [...new Set(parts.flatMap((part) => part.failed))],
     rules: parts.flatMap((part) => part.rules),

@@ -1,6 +1,6 @@
 // Request fuzzing: generated peers, X-Forwarded-For chains, Forwarded, MSISDN and protocol headers
 // go through the plugin with inject(), and every decision is compared with a reference model
-// written here, from SPEC.md and TRUST.md, without any of the plugin's own code. A 5xx, or an
+// written here, from the README and docs/TRUST.md, without any of the plugin's own code. A 5xx, or an
 // allow the model denies, fails the property; so does a deny the model allows.
 import t from 'tap'
 import fc from 'fast-check'
@@ -28,7 +28,7 @@ type Address = ipaddr.IPv4 | ipaddr.IPv6
 
 const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
 
-/** TRUST.md's strict parsing: four-part decimal without leading zeros, or standard IPv6 text
+/** The strict parsing of docs/TRUST.md: four-part decimal without leading zeros, or standard IPv6 text
  * without zone, brackets or port; IPv4-mapped unwrapped. Anything else: no address. */
 function strictAddress(text: string): Address | null {
   if (IPV4.test(text)) return ipaddr.IPv4.parse(text)
@@ -37,8 +37,8 @@ function strictAddress(text: string): Address | null {
   return v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6
 }
 
-const inList = (address: Address | null, cidrs: readonly string[]): boolean =>
-  address !== null && cidrs.some((cidr) => {
+const inList = (address: Fact<Address>, cidrs: readonly string[]): address is Address =>
+  address !== null && address !== 'unknowable' && cidrs.some((cidr) => {
     const [network, length] = ipaddr.parseCIDR(cidr)
     return network.kind() === address.kind() && address.match(network, length)
   })
@@ -48,58 +48,92 @@ type Lines = [string, string][]
 
 const valuesOf = (lines: Lines, name: string): string[] => lines.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v)
 
-/** What the edge may believe, worked out the way TRUST.md words it. */
-function referenceFacts(peerText: string, lines: Lines): { source: Address | null; handset: Address | null; msisdn: string | null; protocol: string | null } {
-  const none = { source: null, handset: null, msisdn: null }
+/** A fact as the edge may hold it: present, absent (it does not apply), or unknowable (there,
+ * but not to be believed). */
+type Fact<T> = T | null | 'unknowable'
+
+/**
+ * X-Forwarded-For as the walk may read it: every line joined as Node joins them, elements read
+ * right to left, empty ones skipped, at most 16 non-empty entries and nothing left of the last
+ * 1,024 characters. Each call gives the next entry, null when none is left, or 'unknowable' for
+ * one that is no address or lies beyond those caps.
+ */
+function forwardedReader(lines: Lines): () => Address | null | 'unknowable' {
+  const joined = valuesOf(lines, 'x-forwarded-for').join(', ')
+  const floor = Math.max(0, joined.length - 1024)
+  const elements: { text: string; comma: number }[] = []
+  let offset = 0
+  for (const text of joined.split(',')) {
+    elements.push({ text, comma: offset - 1 })
+    offset += text.length + 1
+  }
+  let next = elements.length - 1
+  let budget = 16
+  return () => {
+    while (next >= 0) {
+      const element = elements[next--] as { text: string; comma: number }
+      // The comma before the element must be in the window (or the element starts the header).
+      if (element.comma < floor && !(element.comma === -1 && floor === 0)) return 'unknowable'
+      const text = element.text.replace(/^[ \t]+|[ \t]+$/g, '')
+      if (text === '') continue
+      if (budget-- === 0) return 'unknowable'
+      return strictAddress(text) ?? 'unknowable'
+    }
+    return null
+  }
+}
+
+/** A header name equal to `wanted` once case is folded and `_` read as `-`, but not the same. */
+const isTwin = (name: string, wanted: string) => name.toLowerCase() !== wanted && name.toLowerCase().replace(/_/g, '-') === wanted
+
+/** What the edge may believe, worked out the way docs/TRUST.md words it. */
+function referenceFacts(peerText: string, lines: Lines): { source: Fact<Address>; handset: Fact<Address>; msisdn: Fact<string>; protocol: Fact<string> } {
   const peer = strictAddress(peerText)
-  if (peer === null) return { ...none, protocol: 'http' }
+  if (peer === null) return { source: 'unknowable', handset: null, msisdn: null, protocol: 'http' }
   const peerIsProxy = inList(peer, PROXIES)
   // Protocol: the socket (inject() is plain HTTP), or exactly one X-Forwarded-Proto line from a
-  // trusted proxy.
-  let protocol: string | null = 'http'
+  // trusted proxy; anything else from it is unknowable.
+  let protocol: Fact<string> = 'http'
   if (peerIsProxy) {
     const xfp = valuesOf(lines, 'x-forwarded-proto')
-    protocol = xfp.length === 1 && ['http', 'HTTP', 'https', 'HTTPS'].includes(xfp[0] as string) ? (xfp[0] as string).toLowerCase() : null
+    protocol = xfp.length === 1 && ['http', 'HTTP', 'https', 'HTTPS'].includes(xfp[0] as string) ? (xfp[0] as string).toLowerCase() : 'unknowable'
   }
-  // X-Forwarded-For: every line, joined as Node joins them; over 1,024 characters or 16 entries,
-  // no fact. Entries are trimmed of spaces and tabs only.
-  const xffLines = valuesOf(lines, 'x-forwarded-for')
-  const joined = xffLines.join(', ')
-  const entries = xffLines.length === 0 || joined.length === 0 || joined.length > 1024 || joined.split(',').length > 16 ? [] : joined.split(',').map((e) => e.replace(/^[ \t]+|[ \t]+$/g, ''))
-  let source: Address | null = peer
-  let left = entries.length
+  if (!peerIsProxy && !inList(peer, [GATEWAY])) return { source: peer, handset: null, msisdn: null, protocol }
+  const next = forwardedReader(lines)
+  let source: Fact<Address> = peer
   if (peerIsProxy) {
-    source = null
-    while (left > 0) {
-      const entry = strictAddress(entries[--left] as string)
-      if (entry === null) break
+    for (;;) {
+      const entry = next()
+      if (entry === null || entry === 'unknowable') return { source: 'unknowable', handset: null, msisdn: null, protocol }
       if (!inList(entry, PROXIES)) {
         source = entry
         break
       }
     }
   }
-  if (source === null || !inList(source, [GATEWAY])) return { ...none, source, protocol }
-  // The source is the gateway: the entry it appended is just left of it (when the source came
-  // from the list) or the list's last entry (when the gateway is the peer).
-  const handset = left > 0 ? strictAddress(entries[left - 1] as string) : null
+  if (!inList(source, [GATEWAY])) return { source, handset: null, msisdn: null, protocol }
+  // The source is the gateway: the entry it appended is the next one to the left.
+  const handset = next()
   const msisdnLines = valuesOf(lines, 'x-up-calling-line-id')
-  const underscored = valuesOf(lines, 'x_up_calling_line_id').length > 0
-  let msisdn: string | null = null
-  if (msisdnLines.length === 1 && !underscored) {
-    const match = /^\+?([0-9]{1,15})$/.exec(msisdnLines[0] as string)
-    if (match && !(match[1] as string).startsWith('0')) msisdn = match[1] as string
+  const twins = lines.filter(([name]) => isTwin(name, 'x-up-calling-line-id')).length
+  let msisdn: Fact<string> = null
+  if (msisdnLines.length + twins > 0) {
+    const match = twins === 0 && msisdnLines.length === 1 ? /^\+?([0-9]{1,15})$/.exec(msisdnLines[0] as string) : null
+    msisdn = match && !(match[1] as string).startsWith('0') ? (match[1] as string) : 'unknowable'
   }
   return { source, handset, msisdn, protocol }
 }
 
-/** SPEC.md section 2: some region matches, and the protocol entry matches. */
+/** The seed's format: some region matches, and the protocol entry matches; the policy reads
+ * every fact, so an unknowable one denies first. */
 function referenceAllows(peer: string, lines: Lines): boolean {
   const facts = referenceFacts(peer, lines)
-  const national = facts.msisdn !== null && facts.msisdn.startsWith('86') && facts.msisdn.length > 2 ? facts.msisdn.slice(2) : null
-  const msisdnMatches = (national?.startsWith('135038') ?? false) || (facts.msisdn?.startsWith('447700') ?? false)
-  const region = inList(facts.source, ['10.1.0.0/16', '2001:db8:1::/48']) || (inList(facts.handset, ['10.5.31.0/24', '2001:db8:5::/48']) && msisdnMatches)
-  return region && facts.protocol === 'https'
+  if (Object.values(facts).includes('unknowable')) return false
+  const known = facts as { source: Address | null; handset: Address | null; msisdn: string | null; protocol: string | null }
+  const national = known.msisdn !== null && known.msisdn.startsWith('86') && known.msisdn.length > 2 ? known.msisdn.slice(2) : null
+  const msisdnMatches = (national?.startsWith('135038') ?? false) || (known.msisdn?.startsWith('447700') ?? false)
+  const region = inList(known.source, ['10.1.0.0/16', '2001:db8:1::/48']) || (inList(known.handset, ['10.5.31.0/24', '2001:db8:5::/48']) && msisdnMatches)
+  return region && known.protocol === 'https'
 }
 
 // ---- Generators ----------------------------------------------------------------------------
@@ -127,7 +161,12 @@ const padding = fc.constantFrom('', ' ', '  ', '\t')
 const xffLine = fc
   .tuple(fc.array(fc.tuple(padding, entry, padding), { minLength: 0, maxLength: 5 }), fc.constantFrom(',', ', ', ' , ', ',\t'))
   .map(([parts, comma]) => parts.map(([a, e, b]) => a + e + b).join(comma))
-const longXff = fc.integer({ min: 15, max: 20 }).map((n) => Array.from({ length: n }, (_, i) => `10.5.31.${i}`).concat('203.0.113.10').join(', '))
+const longXff = fc.oneof(
+  fc.integer({ min: 15, max: 20 }).map((n) => Array.from({ length: n }, (_, i) => `10.5.31.${i}`).concat('203.0.113.10').join(', ')),
+  fc.integer({ min: 1000, max: 1100 }).map((n) => `${'6'.repeat(n)}, 10.5.31.7, 203.0.113.10`),
+  fc.integer({ min: 12, max: 18 }).map((n) => ['10.5.31.7', '203.0.113.10', ...Array.from({ length: n }, () => '192.0.2.77')].join(', ')),
+  fc.constantFrom(',, ,10.5.31.77,,', ' , 10.1.2.3 ,, ', ',,,'),
+)
 
 const msisdnValue = fc.oneof(
   fc.constantFrom(
@@ -147,8 +186,9 @@ const anyCase = (name: string) =>
  * only a letter may differ by: case, 0x20): never read. */
 const nearMisses = (name: string) => fc.constantFrom(`y${name.slice(1)}`, name.replace(/-/g, '?'), `${name.slice(0, -1)}_`, `${name.slice(0, 5)}${name[5] === '-' ? '.' : '-'}${name.slice(6)}`, `${name.slice(0, -1)}${String.fromCharCode((name.charCodeAt(name.length - 1) as number) - 32 + 1)}`)
 const msisdnName = fc.oneof(
-  fc.constantFrom('x-up-calling-line-id', 'X-Up-Calling-Line-Id', 'x_up_calling_line_id', 'X_UP_CALLING_LINE_ID'),
+  fc.constantFrom('x-up-calling-line-id', 'X-Up-Calling-Line-Id', 'x_up_calling_line_id', 'X_UP_CALLING_LINE_ID', 'x-up_calling-line-id', 'X-Up-Calling-Line_Id'),
   anyCase('x-up-calling-line-id'),
+  anyCase('x_up-calling_line-id'),
   nearMisses('x-up-calling-line-id'),
 )
 const protoValue = fc.constantFrom('http', 'https', 'HTTPS', 'HTTP', 'Https', 'https, https', 'ftp', '', 'https ')
@@ -248,13 +288,18 @@ t.test('header names as sent, in any case and with near misses: the walk agrees 
   t.ok(allowed > RUNS / 20, `${allowed} of ${RUNS} generated requests were allowed`)
 })
 
-t.test('the reference model itself agrees with TRUST.md on its example rows', async (t) => {
+t.test("the reference model itself agrees with docs/TRUST.md's rules on the example rows", async (t) => {
   const msisdn: [string, string] = ['x-up-calling-line-id', '8613503812345']
   t.same(referenceFacts('198.51.100.7', [['x-forwarded-for', '10.1.2.3'], msisdn]).source?.toString(), '198.51.100.7')
+  t.equal(referenceFacts('198.51.100.7', [['x-forwarded-for', '10.1.2.3'], msisdn]).msisdn, null)
   t.equal(referenceFacts('203.0.113.10', [['x-forwarded-for', '6.6.6.6, 10.1.2.3'], msisdn]).handset?.toString(), '10.1.2.3')
   t.equal(referenceFacts('192.0.2.5', [['x-forwarded-for', '6.6.6.6, 10.1.2.3, 203.0.113.10'], msisdn]).handset?.toString(), '10.1.2.3')
-  t.equal(referenceFacts('203.0.113.10', [['x-forwarded-for', '0177.0.0.1'], msisdn]).handset, null)
+  t.equal(referenceFacts('203.0.113.10', [['x-forwarded-for', '0177.0.0.1'], msisdn]).handset, 'unknowable')
   t.equal(referenceFacts('203.0.113.10', [['x-forwarded-for', '10.1.2.3:5678'], msisdn]).msisdn, '8613503812345')
+  t.equal(referenceFacts('203.0.113.10', [msisdn]).handset, null, 'the gateway appended nothing: absent')
+  t.equal(referenceFacts('203.0.113.10', [['x-forwarded-for', ',, ,10.5.31.77,,'], msisdn]).handset?.toString(), '10.5.31.77')
+  t.equal(referenceFacts('203.0.113.10', [msisdn, ['x-up_calling-line-id', '1']]).msisdn, 'unknowable')
+  t.equal(referenceFacts('192.0.2.5', [['x-forwarded-proto', 'https']]).source, 'unknowable')
   t.equal(referenceAllows('192.0.2.5', [['x-forwarded-for', '10.1.2.3'], ['x-forwarded-proto', 'https']]), true)
   t.equal(referenceAllows('192.0.2.5', [['x-forwarded-for', '10.1.2.3'], ['x-forwarded-proto', 'http']]), false)
 })

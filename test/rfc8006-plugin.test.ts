@@ -58,7 +58,18 @@ t.test('the plugin enforces per host and path, and says why it denied', async (t
   const denials = lines.filter((line) => line.msg === 'cdni-authz: request denied')
   t.same(denials.map((line) => (line.cdniAuthz as { reason: string }).reason), ['no-rule-matched', 'unenforceable', 'no-rule-matched', 'no-host-matched'])
   t.match(denials[1], { cdniAuthz: { node: '/hosts/0/host-metadata/paths/1', rule: '/hosts/0/host-metadata/paths/1/path-metadata/metadata/0', unenforceable: ['MI.Auth'] } })
-  t.same(app.cdniAuthz.counts.denied, { 'no-policy': 0, 'no-rule-matched': 2, 'deny-rule': 0, 'no-host-matched': 1, 'bad-request-target': 0, unenforceable: 1 })
+  t.same(app.cdniAuthz.counts.denied, {
+    'no-policy': 0,
+    'no-rule-matched': 2,
+    'deny-rule': 0,
+    'no-host-matched': 1,
+    'bad-request-target': 0,
+    unenforceable: 1,
+    'unknowable-source': 0,
+    'unknowable-handset': 0,
+    'unknowable-msisdn': 0,
+    'unknowable-protocol': 0,
+  })
   t.match(lines.find((line) => line.msg === 'cdni-authz: metadata warning'), { cdniAuthz: { warning: { message: /MI.Auth is mandatory-to-enforce/ } } })
   // A deny rule decides too, and explain() tells the node and the rule.
   app.cdniAuthz.update({ hosts: [{ host: 'video.example.com', 'host-metadata': { metadata: [acl('MI.LocationACL', { locations: [{ action: 'deny', footprints: [{ 'footprint-type': 'ipv4cidr', 'footprint-value': ['10.0.0.0/8'] }] }] })] } }] })
