@@ -238,6 +238,17 @@ t.test('which loggers get deny lines: Fastify\'s null logger and pino above info
   t.equal(nullLoggerInfo(() => ({})), null, 'an abstract-logging without info: none')
 })
 
+t.test('a route that opted out is served even with an unknowable fact; others are denied and the line names the fact', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build({ metadata: { deliveryCriteria: [{ region: { msdnPrefix: '135038' } }] }, gateways }, lines)
+  const twin = { 'x-up-calling-line-id': '8613503812345', x_up_calling_line_id: '8613503812345' }
+  t.equal((await app.inject({ url: '/health', remoteAddress: '203.0.113.1', headers: twin })).statusCode, 200, 'opted out')
+  t.equal(await get(app, '203.0.113.1', twin), 403, 'enforced')
+  t.equal(await get(app, '203.0.113.1', { 'x-up-calling-line-id': '8613503812345' }), 200, 'the number alone is allowed')
+  t.match(lines.find((l) => l.cdniAuthz), { cdniAuthz: { decision: 'deny', reason: 'unknowable-msisdn', unknowable: ['msisdn'], via: 'op-a' } })
+  t.equal(app.cdniAuthz.counts.denied['unknowable-msisdn'], 1)
+})
+
 t.test('the peer is classified once per connection; an unreadable peer address is not kept', async (t) => {
   const app = await build({ metadata: { deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }] }, trustedProxies: ['192.0.2.0/24'] })
   // inject() gives every request a socket of its own; a keep-alive connection is shared, as here.

@@ -1,7 +1,7 @@
 // RFC 8006 metadata: the RFC's own examples (sections 4.2.2-4.2.4), each ACL's edge semantics,
 // footprints (RFC 9388 too), mandatory-to-enforce, host and path selection with inheritance.
 import t from 'tap'
-import { createClientFacts, type ClientFacts } from '../src/client-facts.js'
+import { createClientFacts, FACT_MSISDN, FACT_SOURCE, type ClientFacts } from '../src/client-facts.js'
 import { parseAddress } from '../src/address.js'
 import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/compile.js'
 import { isHostIndex, loadSiteModel, normalizeHost } from '../src/rfc8006.js'
@@ -262,9 +262,13 @@ t.test('explanations: the node selected, then each ACL rule by rule', async (t) 
   t.equal(allowed.rules.length, 2)
   const denied = explainSite(site, 'video.example.com', '/a', facts({ source: '11.1.1.1' }))
   t.match(denied, { selected: '/hosts/0', allowed: false, decidedBy: null, failed: ['region'] })
-  t.same(explainSite(site, 'elsewhere.example', '/a', facts({})), { selected: null, allowed: false, decidedBy: null, failed: [], rules: [] })
+  t.same(explainSite(site, 'elsewhere.example', '/a', facts({})), { selected: null, allowed: false, decidedBy: null, unknowable: [], failed: [], rules: [] })
   const blocked = compileSite(load(hostWith(acl('MI.Auth', {}))).site)
-  t.same(explainSite(blocked, 'video.example.com', '/', facts({})), { selected: '/hosts/0', allowed: false, decidedBy: '/hosts/0/host-metadata/metadata/0', failed: [], rules: [] })
+  t.same(explainSite(blocked, 'video.example.com', '/', facts({})), { selected: '/hosts/0', allowed: false, decidedBy: '/hosts/0/host-metadata/metadata/0', unknowable: [], failed: [], rules: [] })
+  // A fact the site reads, made unknowable: denied whatever the rules say, and named.
+  const spoiled = facts({ source: '10.1.1.1' })
+  spoiled.unknowable = FACT_SOURCE | FACT_MSISDN
+  t.match(explainSite(site, 'video.example.com', '/a', spoiled), { selected: '/hosts/0', allowed: false, unknowable: ['source'] }, 'the site reads no MSISDN: only the source is named')
 })
 
 t.test('bad documents: every problem with a pointer; Link objects named as such', async (t) => {
