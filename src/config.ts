@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve, dirname } from 'node:path'
-import type { GatewayOptions } from './client-facts.js'
+import { compileTrust, type GatewayOptions } from './client-facts.js'
+import { normalizeOptions } from './options.js'
+import type { CdniAuthzOptions } from './plugin.js'
 
 export interface ServerConfig {
   host: string
@@ -179,6 +181,26 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
   }
 }
 
+/**
+ * The settings the plugin takes as they are, checked here as the plugin checks them (CIDRs and
+ * gateway fields included): a wrong one is a ConfigError naming the setting and every way to set
+ * it, rather than a failed registration that names only the plugin option.
+ */
+function checkPluginSettings(config: ServerConfig): void {
+  const check = (what: string, options: CdniAuthzOptions): void => {
+    try {
+      compileTrust(normalizeOptions({ ...options, countryDb: false }))
+    } catch (err) {
+      throw new ConfigError(`${what}: ${(err as Error).message.replace(/^cdni-authz: /, '')}`)
+    }
+  }
+  for (const key of ['trustedProxies', 'gateways', 'enforcedElsewhere'] as const) {
+    check(describe(SETTINGS.find((s) => s.key === key) as Setting), { [key]: config[key] })
+  }
+  // Each list is sound alone; together, a gateway may still overlap one of our proxies.
+  check('settings "trustedProxies" and "gateways"', { trustedProxies: config.trustedProxies, gateways: config.gateways })
+}
+
 export interface ConfigSources {
   /** Path of a JSON config file, or null. */
   file: string | null
@@ -243,5 +265,6 @@ export function loadConfig(sources: ConfigSources, purpose: 'serve' | 'check' = 
   if (purpose === 'serve' && result.root === null && result.origin === null) {
     throw new ConfigError('set "root" (a folder to serve) or "origin" (a URL to proxy to)')
   }
+  checkPluginSettings(result)
   return result
 }

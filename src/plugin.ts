@@ -4,16 +4,17 @@
  */
 import { createRequire } from 'node:module'
 import type { TLSSocket } from 'node:tls'
-import type { FastifyBaseLogger, FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, factNames, gatewayName, type PeerFacts, type TrustConfig, type TrustOptions } from './client-facts.js'
+import { classifyPeer, compileTrust, createClientFacts, extractFromPeer, factNames, gatewayName, type PeerFacts, type TrustOptions } from './client-facts.js'
 import { LRUCache } from 'lru-cache'
 import { decide, describeDenial, explain, FIELDS, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
-import { InvalidMetadataError, InvalidOptionError } from './errors.js'
-import { fillGeoFacts, geoContext, openGeoDatabases, type GeoDatabases, type IpDatabase } from './ip-database.js'
+import { InvalidMetadataError } from './errors.js'
+import { fillGeoFacts, geoContext, openGeoDatabases, type IpDatabase } from './ip-database.js'
 import { parseMetadataText, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
 import { maskMsisdn } from './msisdn.js'
+import { normalizeOptions } from './options.js'
 import { PolicyCompiler } from './policy-compiler.js'
 import { compileMetadata, isSite, type CompiledMetadata, type PreparedPolicy, type RefusedPolicy } from './prepare.js'
 import { canonicalPath } from './request-target.js'
@@ -164,25 +165,22 @@ const newSelectionCache = () => new LRUCache<string, CompiledAcls | typeof NO_NO
 /** A connection: a TLS socket, or a plain one without `encrypted`. */
 type PeerSocket = Partial<TLSSocket>
 
-const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstance, options, done) => {
-  let trust: TrustConfig
-  try {
-    trust = compileTrust(options)
-  } catch (err) {
-    done(err as Error)
-    return
+// Async so that anything thrown while registering fails the registration (`ready()` rejects);
+// thrown from a callback-style plugin it would escape Fastify and end the process.
+const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInstance, given) => {
+  // Every option's type is checked before a file is opened or a list compiled.
+  const options = normalizeOptions(given)
+  if (options.unknown.length > 0) {
+    // Not refused: wrappers pass options of their own, and Fastify may add to its. A misspelt
+    // trust option leaves less trusted, so the plugin denies more rather than less.
+    fastify.log.warn({ cdniAuthz: { unknownOptions: options.unknown } }, 'cdni-authz: unknown options ignored')
   }
-  let databases: GeoDatabases
-  try {
-    databases = openGeoDatabases(options.countryDb, options.asnDb)
-  } catch (err) {
-    done(err as Error)
-    return
-  }
+  const trust = compileTrust(options)
+  let databases = openGeoDatabases(options.countryDb, options.asnDb)
   const context: LoadContext = {
     gatewaysConfigured: trust.gateways.length > 0,
     ...geoContext(databases),
-    enforcedElsewhere: (options.enforcedElsewhere ?? []).map((type) => type.toLowerCase()),
+    enforcedElsewhere: options.enforcedElsewhere,
   }
   const describeDatabases = () => {
     const info = (db: IpDatabase | null): DatabaseInfo | null => db && { path: db.path, type: db.type, built: db.built?.toISOString() ?? null }
@@ -191,11 +189,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
   // Looked up only when the live metadata has country (or subdivision) or AS criteria.
   let needCountry = false
   let needAsn = false
-  const logMsisdn = options.logMsisdn ?? 'off'
-  if (logMsisdn !== 'off' && logMsisdn !== 'masked' && logMsisdn !== 'full') {
-    done(new InvalidOptionError('logMsisdn must be "off", "masked" or "full"'))
-    return
-  }
+  const logMsisdn = options.logMsisdn
   // One of the two is live: the seed's criteria (one policy), or RFC 8006 (a site of hosts).
   let policy: CompiledPolicy | null = null
   let site: CompiledSite | null = null
@@ -317,14 +311,7 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     await compiler?.close()
   })
 
-  if (options.metadata !== undefined) {
-    try {
-      update(options.metadata)
-    } catch (err) {
-      done(err as Error)
-      return
-    }
-  }
+  if (options.metadata !== undefined) update(options.metadata)
 
   // Fastify builds `request.routeOptions` afresh on every read (about a microsecond here), so the
   // opt-out is read only on the way to a denial, and only once some route has opted out. A route
@@ -468,7 +455,6 @@ const plugin: FastifyPluginCallback<CdniAuthzOptions> = (fastify: FastifyInstanc
     )
     deny(reply)
   })
-  done()
 }
 
 /** The CDNI delivery-criteria authorization plugin. */

@@ -8,11 +8,13 @@
  * beside it or about the one push after it whose document never landed (a crash or a full disk
  * between the two). A reader tells the two apart by the digest. Every file is written whole to a
  * temporary name, synced, renamed and its directory synced, so a crash leaves the old file or the
- * new one, never a torn one; temporaries a crash left behind are removed at the next start.
+ * new one, never a torn one; temporaries a crash left behind are removed at the next start. The
+ * state directory (and any missing parent) is created with its entry synced in its own parent, so
+ * the first push does not vanish with the directory that holds it.
  */
 import { createHash } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 
 export const DOCUMENT_FILE = 'metadata.json'
 export const STATE_FILE = 'state.json'
@@ -37,6 +39,27 @@ async function syncDirectory(dir: string): Promise<void> {
     await handle.sync()
   } finally {
     await handle.close()
+  }
+}
+
+/**
+ * Creates `dir` and any missing parents. A directory's entry lives in its parent, which syncing the
+ * directory (or a file in it) does not make durable: every parent that gained an entry is synced.
+ */
+async function makeDirectory(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true })
+  if (first === undefined) return
+  // mkdir made `first` and each directory below it down to `dir`; their parents, deepest first.
+  // Stopping at the root as well covers a path that reaches `dir` through `..`, where `first` is
+  // not on the way up: syncing more parents than changed is only slower.
+  const top = resolve(first)
+  let made = resolve(dir)
+  let parent = dirname(made)
+  await syncDirectory(parent)
+  while (made !== top && dirname(parent) !== parent) {
+    made = parent
+    parent = dirname(made)
+    await syncDirectory(parent)
   }
 }
 
@@ -102,7 +125,7 @@ export class StateStore {
 
   /** Stores a document durably before it is acknowledged; throws (changing nothing read back) if it cannot. */
   async write(text: string, version: number): Promise<void> {
-    await mkdir(this.dir, { recursive: true })
+    await makeDirectory(this.dir)
     await writeAtomically(this.dir, STATE_FILE, JSON.stringify({ version, sha256: sha256(text), storedAt: new Date().toISOString() }))
     await writeAtomically(this.dir, DOCUMENT_FILE, text)
   }

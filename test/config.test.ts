@@ -70,3 +70,29 @@ t.test('every bad value is refused with the setting and every way to set it', as
   writeFileSync(join(dir, 'types.json'), JSON.stringify({ port: '80', root: 'x' }))
   t.throws(() => loadConfig(sources({ file: join(dir, 'types.json') })), { message: /"port".*got "80"/ }, 'the file takes JSON numbers, not strings')
 })
+
+t.test('the settings handed to the plugin are checked as the plugin checks them, and a bad one is named', async (t) => {
+  let files = 0
+  const file = (settings: Record<string, unknown>) => {
+    const path = join(dir, `plugin-${++files}.json`)
+    writeFileSync(path, JSON.stringify({ root: 'x', ...settings }))
+    return sources({ file: path })
+  }
+  const gateway = { name: 'op', cidrs: ['203.0.113.0/28'], countryCode: '86' }
+  const cases: [ConfigSources, RegExp][] = [
+    [file({ enforcedElsewhere: 'MI.SourceMetadata' }), /^setting "enforcedElsewhere" \(config "enforcedElsewhere", env CDNI_ENFORCED_ELSEWHERE, flag --enforced-elsewhere\): must be a list of strings, got "MI.SourceMetadata"$/],
+    [file({ enforcedElsewhere: ['MI.SourceMetadata', ''] }), /^setting "enforcedElsewhere" \(.*\): enforcedElsewhere\[1\] must be a non-empty string$/],
+    [file({ trustedProxies: '10.0.0.0/8' }), /^setting "trustedProxies" .*: must be a list of strings/],
+    [sources({ flags: { root: 'x', 'trusted-proxies': '10.0.0.0/8, 10.0.0.1/8' } }), /^setting "trustedProxies" \(config "trustedProxies", env CDNI_TRUSTED_PROXIES, flag --trusted-proxies\): trustedProxies\[1\]: "10\.0\.0\.1\/8" has host bits set/],
+    [sources({ env: { CDNI_TRUSTED_PROXIES: '10.0.0.0/33' }, flags: { root: 'x' } }), /^setting "trustedProxies" .*: trustedProxies\[0\]: "10\.0\.0\.0\/33"/],
+    [file({ gateways: [{ ...gateway, countryCode: 86 }] }), /^setting "gateways" \(config "gateways", env CDNI_GATEWAYS, flag --gateways\): gateways\[0\]\.countryCode must be 1–3 digits/],
+    [file({ gateways: [{ ...gateway, msisdnHeader: ['x-msisdn'] }] }), /^setting "gateways" .*: gateways\[0\]\.msisdnHeader is not a gateway field/],
+    [file({ gateways: [gateway, { ...gateway, name: 'other' }] }), /^setting "gateways" .*: gateways\[1\]\.cidrs\[0\]: "203\.0\.113\.0\/28" overlaps gateways\[0\]\.cidrs\[0\]/],
+    [sources({ env: { CDNI_GATEWAYS: '[{"name":"op","cidrs":["10.1.0.0/16"],"countryCode":"86"}]' }, flags: { root: 'x', 'trusted-proxies': '10.0.0.0/8' } }), /^settings "trustedProxies" and "gateways": gateways\[0\]\.cidrs\[0\]: "10\.1\.0\.0\/16" overlaps trustedProxies\[0\]/],
+  ]
+  for (const [from, message] of cases) t.throws(() => loadConfig(from), { name: 'ConfigError', message }, String(message))
+  t.match(loadConfig(file({ enforcedElsewhere: ['MI.SourceMetadata'], trustedProxies: ['10.0.0.0/8'], gateways: [{ ...gateway, msisdnHeaders: ['X-MSISDN'], allowDoubleZero: true }] })), {
+    enforcedElsewhere: ['MI.SourceMetadata'],
+    gateways: [{ msisdnHeaders: ['X-MSISDN'] }],
+  }, 'valid values pass as they were written')
+})

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StateStore } from '../src/state.js'
@@ -54,4 +54,50 @@ t.test('temporaries a killed writer left behind are cleared at start, even befor
   writeFileSync(join(dir, 'metadata.json'), '{}')
   t.same(await new StateStore(dir).read(), { text: '{}', version: 1 })
   t.same(readdirSync(dir).sort(), ['metadata.json', 'other.tmp'])
+})
+
+/** A StateStore whose directory syncs are recorded: the paths opened to be synced, in order. */
+async function observedStore(t: Test, dir: string) {
+  const synced: string[] = []
+  const fs = await import('node:fs/promises')
+  const { StateStore: Observed } = await t.mockImport<typeof import('../src/state.js')>('../src/state.js', {
+    'node:fs/promises': {
+      ...fs,
+      open: async (path: string, flags?: string, mode?: number) => {
+        const handle = await fs.open(path, flags, mode)
+        if (flags !== 'r') return handle
+        const sync = handle.sync.bind(handle)
+        handle.sync = async () => {
+          await sync()
+          synced.push(path)
+        }
+        return handle
+      },
+    },
+  })
+  return { store: new Observed(dir), synced }
+}
+
+t.test('creating the state directory syncs every parent that gained an entry, so the first push survives power failure', async (t) => {
+  const root = t.testdir({ existing: {} })
+  const { store, synced } = await observedStore(t, join(root, 'existing', 'new', 'deeper', 'state'))
+  await store.write('{"first":1}', 1)
+  const state = join(root, 'existing', 'new', 'deeper', 'state')
+  t.same(synced, [join(root, 'existing', 'new', 'deeper'), join(root, 'existing', 'new'), join(root, 'existing'), state, state], 'the three parents that gained a directory, then the directory after each file')
+  synced.length = 0
+  await store.write('{"second":2}', 2)
+  t.same(synced, [state, state], 'nothing created, no parent synced')
+
+  const flat = await observedStore(t, join(root, 'flat'))
+  await flat.store.write('{}', 1)
+  t.same(flat.synced, [root, join(root, 'flat'), join(root, 'flat')], 'one directory created: its parent synced')
+
+  // `first` (here `detour`) is not on the way up from the resolved path: every parent up to the
+  // root is synced, which covers the ones that changed.
+  const odd = await observedStore(t, `${root}/detour/../around/state`)
+  await odd.store.write('{}', 1)
+  t.same(odd.synced.slice(0, 2), [join(root, 'around'), root])
+  t.same(odd.synced.slice(-3), ['/', odd.store.dir, odd.store.dir], 'up to the root, once')
+  t.equal(odd.synced.filter((path) => path === '/').length, 1)
+  t.same(readdirSync(root).sort(), ['around', 'detour', 'existing', 'flat'])
 })
