@@ -1,6 +1,7 @@
 /**
  * The metadata push API the uCDN talks to, on its own listener: PUT / GET / HEAD
- * /cdni/metadata behind a bearer token, plus /healthz, /readyz and /metrics (Prometheus).
+ * /cdni/metadata behind a bearer token, plus /healthz, /readyz and /metrics (Prometheus), the
+ * only routes open without it.
  *
  * A push is serialized with every other push (so If-Match is checked against the document it
  * would replace), prepared in a worker thread, written durably to the state directory, and only
@@ -37,6 +38,12 @@ export interface ApiOptions {
 }
 
 export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
+
+/**
+ * The routes anyone may call, as the router names them (method and pattern): probes and metrics,
+ * which say nothing of the document. Every other route needs the token.
+ */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /healthz', 'HEAD /healthz', 'GET /readyz', 'HEAD /readyz', 'GET /metrics', 'HEAD /metrics'])
 
 const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
 
@@ -139,8 +146,19 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     else done(new UnsupportedPayloadError(`application/cdni takes ptype=MI.HostIndex (the whole metadata tree), not ${ptype === undefined ? 'no ptype' : `ptype=${ptype}`}`), undefined)
   })
 
+  // Deny by default. The check sits on the root, so it runs for every route and for the 404
+  // handler; a child scope would guard only the routes registered inside it, leaving open any route
+  // added beside it later. It decides on the route the router matched, never on the URL text: the
+  // router decodes and normalizes that text first (`/%63dni/metadata`, `http://x/cdni/metadata`
+  // both reach PUT /cdni/metadata), so a test on the text guards something other than what runs.
+  // Without the token an unknown path answers as a protected one does, so a scan learns nothing.
+  //
+  // The comparison stays ours rather than @fastify/bearer-auth's: that plugin leaves out the
+  // `WWW-Authenticate` header and the metric, would need an onSend hook to add them, trims the
+  // token it compares, and brings a second fastify-plugin major; ours is a few lines.
   api.addHook('onRequest', (request, reply, done) => {
-    if (!request.url.startsWith('/cdni/')) {
+    const route = request.routeOptions
+    if (!request.is404 && PUBLIC_ROUTES.has(`${String(route.method)} ${String(route.url)}`)) {
       done()
       return
     }
