@@ -1,8 +1,9 @@
 // The surrogate as a real process: the built `cdni-authz serve` (npm test builds it first), run by
-// plain Node. Kill and load tests need one: SIGKILL and resident memory are about a process, and
-// the memory and start-up time of the TypeScript loader would measure the loader, not the server.
+// plain Node. Kill and load tests need one: SIGKILL and a server's memory are about a process,
+// and the memory and start-up time of the TypeScript loader would measure the loader, not the
+// server.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
 import { client, TOKEN, workspace, type Client } from './surrogate.js'
 
 export interface ServerProcess extends Client {
@@ -10,8 +11,6 @@ export interface ServerProcess extends Client {
   /** Everything the process wrote to stdout and stderr so far. */
   output(): string
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-  /** Resident set size, in bytes, read from /proc. */
-  rss(): number
   /** Heap in use plus external memory, in bytes, of the main thread and the compile worker, each
    * right after two full collections. Only for a server started with `memoryProbe`. */
   liveBytes(): Promise<{ bytes: number; workers: number }>
@@ -25,9 +24,9 @@ export interface ServerProcess extends Client {
  * Preloaded into a server started with `memoryProbe`: on SIGUSR2, the main thread and the compile
  * worker each collect garbage, and what survived, summed, goes to stderr. Heap in use counts a kept
  * policy's objects and document text, external its typed arrays (most of its size). Two
- * collections, because typed arrays the first finds dead are freed by a sweeper that may still be
- * running when it returns (with one, the sum swung by 5 MB between swaps). The worker is reached
- * through the inspector, which needs no hook in the server's own code; not the inspector's own
+ * collections: after one the sum swung by 5 MB between swaps, typed arrays found dead being freed
+ * by a sweeper that can still be running when gc() returns. The worker is reached through the
+ * inspector, which needs no hook in the server's own code; not the inspector's own
  * collectGarbage, which also drops compiled code and made the next pushes 2 to 3 times slower.
  *
  * Resident memory cannot tell a leak: it also holds the pages V8 keeps after collecting, and Node
@@ -122,7 +121,6 @@ export async function spawnServer(args: string[], options: { fileSizeLimitKb?: n
     stateDir: state,
     output: () => out,
     exited,
-    rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) * 1024,
     async liveBytes() {
       const before = [...out.matchAll(PROBED)].length
       child.kill('SIGUSR2')
