@@ -186,3 +186,32 @@ t.test('the work of a match is bounded by patternCost, counted, on generated adv
   t.equal(patternCost(compilePattern('/exact')), 6)
   t.equal(patternCost(compilePattern('*')), 1)
 })
+
+t.test('index keys fold as the matcher does: hex digits, non-ASCII letters (generated)', async (t) => {
+  // First segments where a fold other than ASCII-only would disagree: toLowerCase() folds É to é
+  // and the Kelvin sign to k, which the matcher (RFC 8006 section 4.1.5, ASCII only) does not.
+  const segment = fc.array(fc.constantFrom('a', 'K', 'k', '\u212a', 'É', 'é', '%c3', '%C3', '%e9', '%E9', 'İ', 'i'), { minLength: 1, maxLength: 3 }).map((parts) => parts.join(''))
+  const pattern = fc.tuple(segment, fc.constantFrom('/*', '', '/x', '*')).map(([first, rest]) => `/${first}${rest}`)
+  const path = fc.tuple(segment, fc.constantFrom('/x', '', '/y/z')).map(([first, rest]) => `/${first}${rest}`)
+  let indexedHits = 0
+  fc.assert(
+    fc.property(fc.array(fc.tuple(pattern, fc.boolean()), { minLength: 8, maxLength: 30 }), fc.array(path, { minLength: 1, maxLength: 10 }), (written, paths) => {
+      const patterns = written.map(([text, sensitive]) => compilePattern(text, sensitive))
+      const list = compilePatternList(patterns)
+      return paths.every((p) => {
+        const expected = patterns.findIndex((compiled) => matchPattern(compiled, p))
+        if (expected >= 0 && list.index !== null) indexedHits++
+        return firstMatch(list, p) === expected
+      })
+    }),
+    { numRuns: 2000 },
+  )
+  t.ok(indexedHits > 1000, `matches found through the index (${indexedHits})`)
+  const list = compilePatternList(['/É/*', '/\u212a/*', '/%c3/*', '/a/*', '/b/*', '/c/*', '/d/*', '/e/*'].map((text) => compilePattern(text)))
+  t.equal(firstMatch(list, '/É/x'), 0, 'a non-ASCII first segment finds its own patterns')
+  t.equal(firstMatch(list, '/é/x'), -1, 'and only ASCII letters fold')
+  t.equal(firstMatch(list, '/\u212a/x'), 1)
+  t.equal(firstMatch(list, '/k/x'), -1, 'the Kelvin sign is no k')
+  t.equal(firstMatch(list, '/%C3/x'), 2, 'hex digits in either case')
+  t.equal(firstMatch(list, `/${'a'.repeat(100)}`), -1, 'a first segment longer than any key is read no further than the longest')
+})
