@@ -17,7 +17,6 @@
  */
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import ipaddr from 'ipaddr.js'
 import { normalizeCountryCode } from './country-codes.js'
 import {
   DEFAULT_LOAD_CONTEXT,
@@ -43,6 +42,7 @@ import {
   type Unenforceable,
 } from './model.js'
 import { patternError } from './path-pattern.js'
+import { canonicalPattern, normalizeHost } from './request-target.js'
 
 /** Footprint types of our own for the draft's mobile fields (SPEC.md section 2), documented in the README. */
 export const HANDSET_CIDR = 'x-handset-cidr'
@@ -107,19 +107,8 @@ export function isHostIndex(doc: unknown): boolean {
   return typeof doc === 'object' && doc !== null && !Array.isArray(doc) && 'hosts' in doc
 }
 
-/**
- * A host as RFC 8006 section 4.1.2 compares it: lower case, an IPv6 literal in RFC 5952 form (so
- * every spelling RFC 4291 allows compares equal), the port kept. null when the text is no host.
- */
-export function normalizeHost(text: string): string | null {
-  const lower = text.toLowerCase()
-  if (!lower.startsWith('[')) return /^[a-z0-9._~%!$&'()*+,;=:-]+$/.test(lower) ? lower : null
-  const close = lower.indexOf(']')
-  const literal = lower.slice(1, close)
-  const rest = lower.slice(close + 1)
-  if (close < 0 || !ipaddr.IPv6.isValid(literal) || literal.includes('%') || !/^(:\d{1,5})?$/.test(rest)) return null
-  return `[${ipaddr.IPv6.parse(literal).toString()}]${rest}`
-}
+/** Hosts compare as request-target.ts reads them from a request, in one function. */
+export { normalizeHost }
 
 /**
  * Identical ACL values (a partner often writes the same LocationACL under thousands of hosts) are
@@ -325,14 +314,20 @@ function translatePaths(t: SiteTranslation, paths: Record<string, unknown>[] | u
     const matchAt = `${at}/${i}`
     warnVendorExtensions(t, match, matchAt)
     const pattern = match['path-pattern'] as { pattern: string; 'case-sensitive'?: boolean }
+    const patternAt = `${matchAt}/path-pattern/pattern`
     const error = patternError(pattern.pattern)
-    if (error !== null) t.errors.add(`${matchAt}/path-pattern/pattern`, error)
+    const canonical = error === null ? canonicalPattern(pattern.pattern) : { ok: false as const, message: error }
+    if (!canonical.ok) t.errors.add(patternAt, canonical.message)
+    else if (canonical.pattern !== pattern.pattern) {
+      t.warnings.add(patternAt, `"${pattern.pattern}" is compared as "${canonical.pattern}", the canonical form request paths are compared in (RFC 3986 section 6.2.2)`)
+    }
+    if (canonical.ok && !/^[/*]/.test(canonical.pattern)) t.warnings.add(patternAt, `"${pattern.pattern}" matches no request: every path starts with "/" (RFC 8006 section 4.1.5 matches the path-absolute)`)
     const metadata = match['path-metadata'] as Record<string, unknown>
     const own = translateMetadataList(t, metadata.metadata as Record<string, unknown>[], `${matchAt}/path-metadata/metadata`)
     const effective = new Map([...inherited, ...own])
     return {
       pointer: matchAt,
-      pattern: pattern.pattern,
+      pattern: canonical.ok ? canonical.pattern : pattern.pattern,
       caseSensitive: pattern['case-sensitive'] === true,
       acls: aclSet(effective),
       paths: translatePaths(t, metadata.paths as Record<string, unknown>[] | undefined, `${matchAt}/path-metadata/paths`, effective),
