@@ -41,7 +41,7 @@ import {
   type SiteModel,
   type Unenforceable,
 } from './model.js'
-import { patternError } from './path-pattern.js'
+import { compilePattern, compilePatternList, MAX_PATH_LENGTH, patternCost, patternError, SELECTION_BUDGET, type PathPattern } from './path-pattern.js'
 import { canonicalPattern, normalizeHost } from './request-target.js'
 
 /** Footprint types of our own for the draft's mobile fields (SPEC.md section 2), documented in the README. */
@@ -335,6 +335,35 @@ function translatePaths(t: SiteTranslation, paths: Record<string, unknown>[] | u
   })
 }
 
+const count = (n: number): string => n.toLocaleString('en-US')
+
+/**
+ * Refuses what could make selecting one request's node cost more than SELECTION_BUDGET
+ * comparisons (path-pattern.ts): along any chain of levels a request can descend, the patterns
+ * its path is tried against, each at its worst for a path of MAX_PATH_LENGTH characters. The
+ * error names the pattern at which the costliest path would cross the budget.
+ */
+function checkSelectionCost(t: SiteTranslation, nodes: PathNode[], spent: number): void {
+  if (nodes.length === 0) return
+  const patterns = nodes.map((node) => compilePattern(node.pattern, node.caseSensitive))
+  const list = compilePatternList(patterns)
+  if (spent + list.cost > SELECTION_BUDGET) {
+    let total = spent + list.cost - list.costliest.reduce((sum, i) => sum + patternCost(patterns[i] as PathPattern), 0)
+    let culprit = list.costliest[0] as number
+    for (const i of list.costliest) {
+      culprit = i
+      total += patternCost(patterns[i] as PathPattern)
+      if (total > SELECTION_BUDGET) break
+    }
+    t.errors.add(
+      `${(nodes[culprit] as PathNode).pointer}/path-pattern/pattern`,
+      `selecting a request's path could take ${count(total)} comparisons by this pattern (those its path is tried against here and at the levels above, for a path of ${count(MAX_PATH_LENGTH)} characters), more than the ${count(SELECTION_BUDGET)} allowed per request: index such patterns by a literal first segment ("/v/*" rather than "*/v/*"), or write fewer with two or more "*"`,
+    )
+    return
+  }
+  for (const node of nodes) checkSelectionCost(t, node.paths, spent + list.cost)
+}
+
 /** Validates a HostIndex and translates it into the site model. Never throws for any JSON value. */
 export function loadSiteModel(doc: unknown, context: Partial<LoadContext> = {}): SiteLoadResult {
   const t: SiteTranslation = { ...newTranslation({ ...DEFAULT_LOAD_CONTEXT, ...context }), acls: new Map() }
@@ -368,6 +397,7 @@ export function loadSiteModel(doc: unknown, context: Partial<LoadContext> = {}):
     hosts.push({ pointer: at, host, acls: aclSet(own), paths })
   })
   if (hosts.length === 0 && t.errors.size === 0) t.warnings.add('/hosts', 'no HostMatch: every request is denied')
+  if (t.errors.size === 0) for (const host of hosts) checkSelectionCost(t, host.paths, 0)
   if (t.errors.size > 0) return { ok: false, site: null, errors: t.errors.done(), warnings: t.warnings.done() }
   return { ok: true, site: { hosts }, errors: [], warnings: t.warnings.done() }
 }
