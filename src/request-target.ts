@@ -1,5 +1,5 @@
 /**
- * What a request is compared with: its path read the way the servers behind the
+ * What a request is compared with: its host, and its path read the way the servers behind the
  * plugin read it. RFC 8006 matches patterns against the path as sent, but a pattern only protects
  * content if it sees the path that content is served under: Fastify's router strips an
  * absolute-form target to its path and percent-decodes, @fastify/static resolves dot segments and
@@ -21,6 +21,7 @@
  * scheme other than http(s), carries user information, or names a host other than the Host
  * header; and paths longer than MAX_PATH_LENGTH, the bound selection work is counted against.
  */
+import type { IncomingHttpHeaders } from 'node:http'
 import ipaddr from 'ipaddr.js'
 import { MAX_PATH_LENGTH } from './path-pattern.js'
 
@@ -36,6 +37,28 @@ export function normalizeHost(text: string): string | null {
   const rest = lower.slice(close + 1)
   if (close < 0 || !ipaddr.IPv6.isValid(literal) || literal.includes('%') || !/^(:\d{1,5})?$/.test(rest)) return null
   return `[${ipaddr.IPv6.parse(literal).toString()}]${rest}`
+}
+
+/**
+ * The host a request names, as the server behind the plugin reads it: the Host header as Node
+ * gives it, or HTTP/2's `:authority` (RFC 9113 section 8.3.1). Never `X-Forwarded-Host` or
+ * `Forwarded: host=`, which a client writes as it likes (Fastify's `request.host` follows them
+ * under its `trustProxy`), and the content served is the Host's. undefined when there is none, or
+ * when the request names two: Host lines beyond the first (RFC 9112 section 3.2 makes that a bad
+ * request; Node keeps the first, a server in front of us may keep another) or a Host that is not
+ * its `:authority`.
+ */
+export function requestHost(headers: IncomingHttpHeaders, rawHeaders: readonly string[]): string | undefined {
+  const host = headers.host
+  const authority = headers[':authority']
+  let lines = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === 4 && name.toLowerCase() === 'host') lines++
+  }
+  if (lines > 1) return undefined
+  if (typeof authority !== 'string') return host
+  return host === undefined || host.toLowerCase() === authority.toLowerCase() ? authority : undefined
 }
 
 const isHex = (code: number): boolean => (code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x46) || (code >= 0x61 && code <= 0x66)
