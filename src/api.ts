@@ -15,7 +15,8 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from './plugin.js'
 import type { StateStore } from './state.js'
 import { UnsupportedPayloadError } from './errors.js'
-import { isSite } from './prepare.js'
+import { isSite, type CompiledMetadata } from './prepare.js'
+import type { Problem } from './model.js'
 
 /** The document currently enforced, as pushed. */
 export interface LiveDocument {
@@ -35,6 +36,8 @@ export interface ApiOptions {
   live: LiveDocument | null
   /** Certificate and key: the API then speaks HTTPS, so the token never crosses a network in clear. */
   https?: Tls | null
+  /** Why a valid document cannot be served here (the surrogate's content would not follow it), or null. */
+  refuse?: (compiled: CompiledMetadata) => Problem | null
 }
 
 export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
@@ -205,6 +208,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !isSite(prepared.compiled)) {
         count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], warnings: [] })
+      }
+      const refusal = options.refuse?.(prepared.compiled) ?? null
+      if (refusal !== null) {
+        count('invalid')
+        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [refusal], warnings: prepared.warnings })
       }
       const version = authz.version + 1
       try {

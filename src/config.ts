@@ -17,7 +17,11 @@ export interface ServerConfig {
   metadata: string | null
   stateDir: string
   root: string | null
+  /** `single`: `root` is one site's content; `per-host`: `root/<host>/` is each host's. */
+  rootLayout: 'single' | 'per-host'
   origin: string | null
+  /** Host header sent to the origin: the client's (`forward`) or the origin URL's (`origin`). */
+  originHost: 'forward' | 'origin'
   trustedProxies: string[]
   gateways: GatewayOptions[]
   enforcedElsewhere: string[]
@@ -46,7 +50,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-type Kind = 'string' | 'path' | 'database' | 'port' | 'size' | 'millis' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog'
+type Kind = 'string' | 'path' | 'database' | 'port' | 'size' | 'millis' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog' | 'choice'
 
 interface Setting {
   key: keyof ServerConfig
@@ -54,6 +58,8 @@ interface Setting {
   env: string
   kind: Kind
   help: string
+  /** The values a `choice` takes, the default first. */
+  choices?: readonly string[]
 }
 
 /** Every setting, with its flag and environment variable. The README's table is this list. */
@@ -65,7 +71,9 @@ export const SETTINGS: Setting[] = [
   { key: 'metadata', flag: 'metadata', env: 'CDNI_METADATA', kind: 'path', help: 'metadata loaded at start when the state directory holds none' },
   { key: 'stateDir', flag: 'state-dir', env: 'CDNI_STATE_DIR', kind: 'path', help: 'where accepted metadata is kept' },
   { key: 'root', flag: 'root', env: 'CDNI_ROOT', kind: 'path', help: 'folder of content to serve' },
+  { key: 'rootLayout', flag: 'root-layout', env: 'CDNI_ROOT_LAYOUT', kind: 'choice', choices: ['single', 'per-host'], help: 'single: root is one site (metadata may name one host); per-host: root/<host>/ for each host' },
   { key: 'origin', flag: 'origin', env: 'CDNI_ORIGIN', kind: 'url', help: 'origin or cache to proxy to, instead of a folder' },
+  { key: 'originHost', flag: 'origin-host', env: 'CDNI_ORIGIN_HOST', kind: 'choice', choices: ['forward', 'origin'], help: "Host header to the origin: forward the client's, or origin (the origin URL's; metadata may name one host)" },
   { key: 'trustedProxies', flag: 'trusted-proxies', env: 'CDNI_TRUSTED_PROXIES', kind: 'list', help: 'comma-separated CIDRs of our own load balancers' },
   { key: 'gateways', flag: 'gateways', env: 'CDNI_GATEWAYS', kind: 'gateways', help: 'operator gateways, as JSON' },
   { key: 'enforcedElsewhere', flag: 'enforced-elsewhere', env: 'CDNI_ENFORCED_ELSEWHERE', kind: 'list', help: 'comma-separated RFC 8006 metadata types enforced behind us (not denied as unenforceable)' },
@@ -88,7 +96,9 @@ export const DEFAULTS: ServerConfig = {
   metadata: null,
   stateDir: 'state',
   root: null,
+  rootLayout: 'single',
   origin: null,
+  originHost: 'forward',
   trustedProxies: [],
   gateways: [],
   enforcedElsewhere: [],
@@ -178,6 +188,11 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
     case 'msisdnLog':
       if (raw !== 'off' && raw !== 'masked' && raw !== 'full') fail('must be off, masked or full')
       return raw
+    case 'choice': {
+      const choices = setting.choices as readonly string[]
+      if (typeof raw !== 'string' || !choices.includes(raw)) fail(`must be ${choices.join(' or ')}`)
+      return raw
+    }
   }
 }
 

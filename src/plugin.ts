@@ -2,6 +2,7 @@
  * The Fastify plugin: compiles the policy at register time and on every `update`, and enforces it
  * in a callback-style `onRequest` hook (no promise per request) that only reads prepared arrays.
  */
+import type { IncomingHttpHeaders } from 'node:http'
 import { createRequire } from 'node:module'
 import type { TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
@@ -17,7 +18,7 @@ import { maskMsisdn } from './msisdn.js'
 import { normalizeOptions } from './options.js'
 import { PolicyCompiler } from './policy-compiler.js'
 import { compileMetadata, isSite, type CompiledMetadata, type PreparedPolicy, type RefusedPolicy } from './prepare.js'
-import { canonicalPath } from './request-target.js'
+import { canonicalPath, requestHost } from './request-target.js'
 import { explainSite, firstDenial, selectNode, type CompiledAcls, type CompiledSite, type Denial } from './site.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
@@ -148,6 +149,12 @@ export function logsAtInfo(log: FastifyBaseLogger, nullInfo: unknown = NULL_LOGG
 function deny(reply: FastifyReply): void {
   reply.code(403).header('content-type', 'application/json; charset=utf-8').send(DENY_BODY)
 }
+
+/**
+ * The host whose HostMatch applies: what the server behind the plugin serves by (request-target.ts),
+ * never `request.host`, which follows X-Forwarded-Host under Fastify's own `trustProxy`.
+ */
+export const hostOf = (request: { raw: { headers: IncomingHttpHeaders; rawHeaders: string[] } }): string | undefined => requestHost(request.raw.headers, request.raw.rawHeaders)
 
 const COUNTRY_FIELD = FIELDS.indexOf('country')
 const ASN_FIELD = FIELDS.indexOf('asn')
@@ -287,7 +294,7 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
       const own = createClientFacts()
       extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, Date.now(), own)
       fillGeoFacts(databases, own, true, true)
-      return isSite(live) ? explainSite(live, request.host, request.url, own) : explain(live, own)
+      return isSite(live) ? explainSite(live, hostOf(request), request.url, own) : explain(live, own)
     },
     prepare(text: string) {
       compiler ??= new PolicyCompiler()
@@ -351,9 +358,12 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
   const select = (live: CompiledSite, request: FastifyRequest): CompiledAcls | null => {
     const url = request.url
     const query = url.indexOf('?')
-    const key = `${request.host} ${query < 0 ? url : url.slice(0, query)}`
+    const host = hostOf(request)
+    // No host, or two: no HostMatch (and no cache key that a Host header could also make).
+    if (host === undefined) return null
+    const key = `${host} ${query < 0 ? url : url.slice(0, query)}`
     let selected = selections.get(key)
-    if (selected === undefined) selections.set(key, (selected = selectNode(live, request.host, url) ?? NO_NODE))
+    if (selected === undefined) selections.set(key, (selected = selectNode(live, host, url) ?? NO_NODE))
     return selected === NO_NODE ? null : selected
   }
 
@@ -364,7 +374,7 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     let decidedBy: string | null = null
     if (acls === null) {
       // Selection found no node: no HostMatch for the host, or a target it refused.
-      if (canonicalPath(request.url, request.host) === null) reason = 'bad-request-target'
+      if (canonicalPath(request.url, hostOf(request)) === null) reason = 'bad-request-target'
     } else if (blocked !== undefined) {
       reason = 'unenforceable'
       decidedBy = blocked.pointer

@@ -17,7 +17,6 @@
  */
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import ipaddr from 'ipaddr.js'
 import { normalizeCountryCode } from './country-codes.js'
 import {
   DEFAULT_LOAD_CONTEXT,
@@ -42,7 +41,8 @@ import {
   type SiteModel,
   type Unenforceable,
 } from './model.js'
-import { patternError } from './path-pattern.js'
+import { compilePattern, compilePatternList, MAX_PATH_LENGTH, patternCost, patternError, SELECTION_BUDGET, type PathPattern } from './path-pattern.js'
+import { canonicalPattern, normalizeHost } from './request-target.js'
 
 /** Footprint types of our own for the draft's mobile fields, documented in the README ("RFC 8006"). */
 export const HANDSET_CIDR = 'x-handset-cidr'
@@ -107,19 +107,8 @@ export function isHostIndex(doc: unknown): boolean {
   return typeof doc === 'object' && doc !== null && !Array.isArray(doc) && 'hosts' in doc
 }
 
-/**
- * A host as RFC 8006 section 4.1.2 compares it: lower case, an IPv6 literal in RFC 5952 form (so
- * every spelling RFC 4291 allows compares equal), the port kept. null when the text is no host.
- */
-export function normalizeHost(text: string): string | null {
-  const lower = text.toLowerCase()
-  if (!lower.startsWith('[')) return /^[a-z0-9._~%!$&'()*+,;=:-]+$/.test(lower) ? lower : null
-  const close = lower.indexOf(']')
-  const literal = lower.slice(1, close)
-  const rest = lower.slice(close + 1)
-  if (close < 0 || !ipaddr.IPv6.isValid(literal) || literal.includes('%') || !/^(:\d{1,5})?$/.test(rest)) return null
-  return `[${ipaddr.IPv6.parse(literal).toString()}]${rest}`
-}
+/** Hosts compare as request-target.ts reads them from a request, in one function. */
+export { normalizeHost }
 
 /**
  * Identical ACL values (a partner often writes the same LocationACL under thousands of hosts) are
@@ -325,19 +314,54 @@ function translatePaths(t: SiteTranslation, paths: Record<string, unknown>[] | u
     const matchAt = `${at}/${i}`
     warnVendorExtensions(t, match, matchAt)
     const pattern = match['path-pattern'] as { pattern: string; 'case-sensitive'?: boolean }
+    const patternAt = `${matchAt}/path-pattern/pattern`
     const error = patternError(pattern.pattern)
-    if (error !== null) t.errors.add(`${matchAt}/path-pattern/pattern`, error)
+    const canonical = error === null ? canonicalPattern(pattern.pattern) : { ok: false as const, message: error }
+    if (!canonical.ok) t.errors.add(patternAt, canonical.message)
+    else if (canonical.pattern !== pattern.pattern) {
+      t.warnings.add(patternAt, `"${pattern.pattern}" is compared as "${canonical.pattern}", the canonical form request paths are compared in (RFC 3986 section 6.2.2)`)
+    }
+    if (canonical.ok && !/^[/*]/.test(canonical.pattern)) t.warnings.add(patternAt, `"${pattern.pattern}" matches no request: every path starts with "/" (RFC 8006 section 4.1.5 matches the path-absolute)`)
     const metadata = match['path-metadata'] as Record<string, unknown>
     const own = translateMetadataList(t, metadata.metadata as Record<string, unknown>[], `${matchAt}/path-metadata/metadata`)
     const effective = new Map([...inherited, ...own])
     return {
       pointer: matchAt,
-      pattern: pattern.pattern,
+      pattern: canonical.ok ? canonical.pattern : pattern.pattern,
       caseSensitive: pattern['case-sensitive'] === true,
       acls: aclSet(effective),
       paths: translatePaths(t, metadata.paths as Record<string, unknown>[] | undefined, `${matchAt}/path-metadata/paths`, effective),
     }
   })
+}
+
+const count = (n: number): string => n.toLocaleString('en-US')
+
+/**
+ * Refuses what could make selecting one request's node cost more than SELECTION_BUDGET
+ * comparisons (path-pattern.ts): along any chain of levels a request can descend, the patterns
+ * its path is tried against, each at its worst for a path of MAX_PATH_LENGTH characters. The
+ * error names the pattern at which the costliest path would cross the budget.
+ */
+function checkSelectionCost(t: SiteTranslation, nodes: PathNode[], spent: number): void {
+  if (nodes.length === 0) return
+  const patterns = nodes.map((node) => compilePattern(node.pattern, node.caseSensitive))
+  const list = compilePatternList(patterns)
+  if (spent + list.cost > SELECTION_BUDGET) {
+    let total = spent + list.cost - list.costliest.reduce((sum, i) => sum + patternCost(patterns[i] as PathPattern), 0)
+    let culprit = list.costliest[0] as number
+    for (const i of list.costliest) {
+      culprit = i
+      total += patternCost(patterns[i] as PathPattern)
+      if (total > SELECTION_BUDGET) break
+    }
+    t.errors.add(
+      `${(nodes[culprit] as PathNode).pointer}/path-pattern/pattern`,
+      `selecting a request's path could take ${count(total)} comparisons by this pattern (those its path is tried against here and at the levels above, for a path of ${count(MAX_PATH_LENGTH)} characters), more than the ${count(SELECTION_BUDGET)} allowed per request: index such patterns by a literal first segment ("/v/*" rather than "*/v/*"), or write fewer with two or more "*"`,
+    )
+    return
+  }
+  for (const node of nodes) checkSelectionCost(t, node.paths, spent + list.cost)
 }
 
 /** Validates a HostIndex and translates it into the site model. Never throws for any JSON value. */
@@ -373,6 +397,7 @@ export function loadSiteModel(doc: unknown, context: Partial<LoadContext> = {}):
     hosts.push({ pointer: at, host, acls: aclSet(own), paths })
   })
   if (hosts.length === 0 && t.errors.size === 0) t.warnings.add('/hosts', 'no HostMatch: every request is denied')
+  if (t.errors.size === 0) for (const host of hosts) checkSelectionCost(t, host.paths, 0)
   if (t.errors.size > 0) return { ok: false, site: null, errors: t.errors.done(), warnings: t.warnings.done() }
   return { ok: true, site: { hosts }, errors: [], warnings: t.warnings.done() }
 }

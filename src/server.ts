@@ -6,12 +6,17 @@
  */
 import { readFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
-import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { join } from 'node:path'
+import type { IncomingHttpHeaders } from 'node:http'
+import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RawServerBase, type RouteGenericInterface } from 'fastify'
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
 import { buildApi, timedFastify, type LiveDocument } from './api.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
-import cdniAuthz from './plugin.js'
+import type { Problem } from './model.js'
+import cdniAuthz, { hostOf } from './plugin.js'
+import { isSite, type CompiledMetadata } from './prepare.js'
+import { normalizeHost } from './request-target.js'
 import { StateError, StateStore } from './state.js'
 
 export interface Surrogate {
@@ -70,10 +75,48 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     logMsisdn: config.logMsisdn,
     ...databaseOptions(config),
   })
+  // Index files are not served: a file is served under its own path only, the path the metadata's
+  // patterns are compared with (with them, `/secret` served `/secret/index.html` past a
+  // `/secret/*` pattern).
+  const root = config.root as string
   if (config.origin !== null) {
-    await content.register(fastifyHttpProxy, { upstream: config.origin, prefix: '/' })
+    // @fastify/reply-from sends the origin's own Host by default; an origin serving by Host would
+    // then answer for a host other than the one whose HostMatch allowed the request.
+    const forward = (request: FastifyRequest<RouteGenericInterface, RawServerBase>, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
+      const host = hostOf(request)
+      return host === undefined ? headers : { ...headers, host }
+    }
+    await content.register(fastifyHttpProxy, { upstream: config.origin, prefix: '/', ...(config.originHost === 'forward' ? { replyOptions: { rewriteRequestHeaders: forward } } : {}) })
+  } else if (config.rootLayout === 'per-host') {
+    await content.register(fastifyStatic, { root, serve: false, index: false })
+    content.route({
+      method: ['GET', 'HEAD'],
+      url: '/*',
+      handler(request, reply) {
+        // The host as the plugin read it, in the form HostMatch compares (lower case, port kept);
+        // never a name beginning with "." (`..` would leave the root, `.git` is no host).
+        const host = hostOf(request)
+        const folder = host === undefined ? null : normalizeHost(host)
+        if (folder === null || folder.startsWith('.')) return reply.callNotFound()
+        return reply.sendFile(`/${(request.params as Record<string, string>)['*']}`, join(root, folder))
+      },
+    })
   } else {
-    await content.register(fastifyStatic, { root: config.root as string, prefix: '/' })
+    await content.register(fastifyStatic, { root, prefix: '/', index: false })
+  }
+  /**
+   * Content that does not depend on the host (one folder, or an origin sent its own Host) must not
+   * be authorized per host: a request for a host with looser ACLs would get the same content.
+   */
+  const oneSite = config.origin !== null ? config.originHost === 'origin' : config.rootLayout === 'single'
+  const refuse = (compiled: CompiledMetadata): Problem | null => {
+    if (!oneSite || !isSite(compiled) || compiled.hosts.size < 2) return null
+    const second = [...compiled.hosts.values()][1] as { acls: { pointer: string } }
+    const why =
+      config.origin !== null
+        ? 'every request goes to the origin with its own Host (setting "originHost" is "origin"), so every host would get one site\'s content under its own ACLs; set originHost "forward"'
+        : 'this surrogate serves one folder (setting "root") for every host, so every host would get the same files under its own ACLs; set rootLayout "per-host" to serve root/<host>/ for each'
+    return { pointer: `${second.acls.pointer}/host`, message: `a document may name one host here: ${why}` }
   }
 
   const store = new StateStore(config.stateDir)
@@ -85,9 +128,9 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
   }) : null
   if (text !== null) {
     const prepared = await content.cdniAuthz.prepare(text)
-    if (!prepared.ok) {
-      const first = prepared.errors[0] as { pointer: string; message: string }
-      throw new StateError(`${source} is not valid metadata (${first.pointer || '(document)'} ${first.message}); refusing to start without the policy it should hold`)
+    const first = prepared.ok ? refuse(prepared.compiled) : (prepared.errors[0] as Problem)
+    if (!prepared.ok || first !== null) {
+      throw new StateError(`${source} is not valid metadata (${first?.pointer || '(document)'} ${first?.message}); refusing to start without the policy it should hold`)
     }
     content.cdniAuthz.commit(prepared, stored?.version ?? 1)
     live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
@@ -96,7 +139,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
   }
 
-  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, requestTimeout: config.requestTimeout, logger: content.log, live, https })
+  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, requestTimeout: config.requestTimeout, logger: content.log, live, https, refuse })
   return {
     content,
     api,

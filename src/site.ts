@@ -11,8 +11,7 @@ import { FACT_SOURCE, factNames, type ClientFacts } from './client-facts.js'
 import { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
 import type { AclSet, PathNode, PolicyModel, SiteModel, Unenforceable } from './model.js'
 import { compilePattern, compilePatternList, firstMatch, type PatternList } from './path-pattern.js'
-import { normalizeHost } from './rfc8006.js'
-import { canonicalPath } from './request-target.js'
+import { canonicalPath, normalizeHost } from './request-target.js'
 
 /** A node's ACLs compiled: every policy must allow, and nothing unenforceable may be in force. */
 export interface CompiledAcls {

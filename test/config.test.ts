@@ -31,6 +31,10 @@ t.test('defaults, then the file, then the environment, then flags', async (t) =>
   t.match(loadConfig(sources({ flags: { root: 'x', 'asn-db': 'bundled' } })), { asnDb: join(dir, 'bundled') }, 'no AS database is bundled: "bundled" is a file name there')
   writeFileSync(join(dir, 'geo.json'), JSON.stringify({ root: 'x', countryDb: '/var/lib/GeoIP/GeoLite2-City.mmdb' }))
   t.match(loadConfig(sources({ file: join(dir, 'geo.json') })), { countryDb: '/var/lib/GeoIP/GeoLite2-City.mmdb' })
+  t.match(loadConfig(sources({ flags: { root: 'x' } })), { rootLayout: 'single', originHost: 'forward' }, 'one folder; the client\'s Host to an origin')
+  t.match(loadConfig(sources({ flags: { root: 'x', 'root-layout': 'per-host' }, env: { CDNI_ORIGIN_HOST: 'origin' } })), { rootLayout: 'per-host', originHost: 'origin' })
+  writeFileSync(join(dir, 'layout.json'), JSON.stringify({ origin: 'http://o', originHost: 'origin' }))
+  t.match(loadConfig(sources({ file: join(dir, 'layout.json') })), { originHost: 'origin' })
   t.same(databaseOptions({ countryDb: 'bundled', asnDb: 'none' }), { countryDb: undefined, asnDb: false })
   t.same(databaseOptions({ countryDb: 'none', asnDb: '/a.mmdb' }), { countryDb: false, asnDb: '/a.mmdb' })
   t.same(databaseOptions({ countryDb: '/c.mmdb', asnDb: 'none' }), { countryDb: '/c.mmdb', asnDb: false })
@@ -45,6 +49,8 @@ t.test('every bad value is refused with the setting and every way to set it', as
     [{ flags: { 'log-level': 'loud', root: 'x' } }, /"logLevel".*fatal, error/],
     [{ flags: { 'log-msisdn': 'yes', root: 'x' } }, /"logMsisdn".*off, masked or full/],
     [{ flags: { origin: 'ftp://x' } }, /"origin".*http:\/\/ or https:\/\//],
+    [{ flags: { root: 'x', 'root-layout': 'per-site' } }, /setting "rootLayout" \(config "rootLayout", env CDNI_ROOT_LAYOUT, flag --root-layout\): must be single or per-host, got "per-site"/],
+    [{ env: { CDNI_ORIGIN_HOST: 'client' }, flags: { origin: 'http://o' } }, /setting "originHost" .*: must be forward or origin, got "client"/],
     [{ flags: { origin: 'not a url' } }, /"origin".*URL/],
     [{ env: { CDNI_GATEWAYS: '{broken' }, flags: { root: 'x' } }, /"gateways".*must be JSON/],
     [{ env: { CDNI_GATEWAYS: '{}' }, flags: { root: 'x' } }, /"gateways".*must be a list/],

@@ -4,7 +4,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import http from 'node:http'
 import { Writable } from 'node:stream'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import cdniAuthz, { compileMetadata, validateMetadata, type CompiledSite } from '../src/index.js'
 import { transferList } from '../src/prepare.js'
@@ -143,7 +143,14 @@ t.test('validateMetadata takes both formats', async (t) => {
 })
 
 t.test('the push API takes RFC 8006 as JSON or as application/cdni; ptype=MI.HostIndex', async (t) => {
-  const s = await start(config())
+  // SITE names two hosts: the folder must be per host for the surrogate to take it.
+  const perHost = () => {
+    const cfg = config({ rootLayout: 'per-host' })
+    mkdirSync(join(cfg.root as string, 'video.example.com'))
+    writeFileSync(join(cfg.root as string, 'video.example.com', 'hello.txt'), 'hello')
+    return cfg
+  }
+  const s = await start(perHost())
   t.teardown(() => s.surrogate.close())
   const cdni = { 'content-type': 'application/cdni; ptype=MI.HostIndex' }
   const accepted = await s.push(SITE, cdni)
@@ -169,7 +176,7 @@ t.test('the push API takes RFC 8006 as JSON or as application/cdni; ptype=MI.Hos
   const seedAsCdni = await s.push({ deliveryCriteria: [{ protocol: 'http' }] }, cdni)
   t.equal(seedAsCdni.status, 400)
   t.match(await seedAsCdni.json(), { errors: [{ message: /no HostIndex/ }] })
-  const elsewhere = await start(config({ enforcedElsewhere: ['MI.Auth'] }))
+  const elsewhere = await start({ ...perHost(), enforcedElsewhere: ['MI.Auth'] })
   t.teardown(() => elsewhere.surrogate.close())
   t.match(await (await elsewhere.push(SITE)).json(), { version: 1, warnings: [] }, 'the surrogate setting enforcedElsewhere reaches the plugin')
   t.equal((await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH }).then((r) => r.json() as Promise<{ hosts: unknown[] }>)).hosts.length, 2, 'the live document is the last accepted one')

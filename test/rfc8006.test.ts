@@ -347,3 +347,30 @@ t.test('bad documents: every problem with a pointer; Link objects named as such'
   t.equal(values.errors.length, 14, 'and nothing else')
   t.equal(values.site, null)
 })
+
+t.test('patterns are compared in the canonical form of request paths; the loader says when that changes one', async (t) => {
+  const deny = acl('MI.LocationACL', { locations: [] })
+  const doc = (patterns: [string, boolean?][]) => ({
+    hosts: [{ host: 'video.example.com', 'host-metadata': { metadata: [], paths: patterns.map(([pattern, cs]) => ({ 'path-pattern': { pattern, ...(cs === undefined ? {} : { 'case-sensitive': cs }) }, 'path-metadata': { metadata: [deny] } })) } }],
+  })
+  const at = (i: number) => `/hosts/0/host-metadata/paths/${i}/path-pattern/pattern`
+  const loaded = load(doc([['/%7Ealice/*'], ['/caf%c3%a9/*', true], ['/café/*'], ['/movies/*'], ['movies/*'], ['?x']]))
+  t.match(loaded.warnings, [
+    { pointer: at(0), message: '"/%7Ealice/*" is compared as "/~alice/*", the canonical form request paths are compared in (RFC 3986 section 6.2.2)' },
+    { pointer: at(1), message: '"/caf%c3%a9/*" is compared as "/caf%C3%A9/*", the canonical form request paths are compared in (RFC 3986 section 6.2.2)' },
+    { pointer: at(2), message: '"/café/*" is compared as "/caf%C3%A9/*", the canonical form request paths are compared in (RFC 3986 section 6.2.2)' },
+    { pointer: at(4), message: '"movies/*" matches no request: every path starts with "/" (RFC 8006 section 4.1.5 matches the path-absolute)' },
+    { pointer: at(5), message: /"\?x" matches no request/ },
+  ])
+  t.equal(loaded.warnings.length, 5, '"/movies/*" is canonical already')
+  const compiled = compileSite(loaded.site)
+  const selected = (path: string) => selectNode(compiled, 'video.example.com', path)?.pointer
+  t.equal(selected('/~alice/a.txt'), '/hosts/0/host-metadata/paths/0')
+  t.equal(selected('/%7ealice/a.txt'), '/hosts/0/host-metadata/paths/0')
+  t.equal(selected('/caf%C3%A9/x'), '/hosts/0/host-metadata/paths/1', 'case-sensitive, and the octets in upper case as the path has them')
+  t.equal(selected('/caf%c3%a9/x'), '/hosts/0/host-metadata/paths/1')
+  t.equal(selected('/CAF%C3%A9/x'), '/hosts/0/host-metadata/paths/2', 'the case-insensitive spelling of the same')
+  const refused = loadSiteModel(doc([['/secret\\*'], ['/a*/../b'], ['/a$b'], ['/a//../b']]))
+  t.same(refused.errors.map((error) => error.pointer), [at(0), at(1), at(2), at(3)])
+  t.match(refused.errors, [{ message: /backslash/ }, { message: /after a segment with "\*"/ }, { message: /"\$" at 2/ }, { message: /after an empty one/ }])
+})
