@@ -296,7 +296,7 @@ async function mutated(app: FastifyInstance, c: Case, base: number, baseLines: L
     if (base === 403 && status === 200) return `property 1: a client turned a 403 into a 200; ${where}`
     if (request.via === 'direct' && status !== base) return `property 2: a direct client's own headers changed the decision; ${where}`
     if (base === 403) {
-      const explained = app.cdniAuthz.explain({ socket: { remoteAddress: request.peer }, raw: { rawHeaders: lines.flat() }, host: HOST, url: PATH } as never)
+      const explained = app.cdniAuthz.explain({ socket: { remoteAddress: request.peer }, raw: { rawHeaders: lines.flat(), headers: { host: HOST } }, url: PATH } as never)
       if (explained?.allowed !== false) return `property 1: explain() allows the mutated request, its lines as sent; ${where}`
     }
   }
