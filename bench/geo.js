@@ -7,10 +7,10 @@
 // - request: the hit lookup plus deciding a seed policy with a country region.
 import { readFileSync } from 'node:fs'
 import { Reader } from 'mmdb-lib'
-import { BUNDLED_COUNTRY_DB, IpDatabase, fillGeoFacts } from '../dist/ip-database.js'
-import { createClientFacts } from '../dist/client-facts.js'
-import { decide } from '../dist/compile.js'
-import { compileMetadata } from '../dist/prepare.js'
+import { BUNDLED_COUNTRY_DB, IpDatabase, fillGeoFacts } from '../dist/facts/ip-database.js'
+import { createClientFacts } from '../dist/facts/trust-walk.js'
+import { decide } from '../dist/policy/compile.js'
+import { compileMetadata } from '../dist/load/prepare.js'
 import { ipv4Prefixes, rng, v4Text } from './lib/data.js'
 import { nsPerCall } from './lib/timing.js'
 

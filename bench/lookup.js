@@ -1,8 +1,8 @@
 // Lookup benchmark for our tables: string address in (strict parse included, as the hook does
 // it), label out. Hits and misses are reported apart.
-import { parseAddress } from '../dist/address.js'
-import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../dist/range-table.js'
-import { msisdnKey, msisdnPrefixRange, normalizeMsisdn, splitKey } from '../dist/msisdn.js'
+import { parseAddress } from '../dist/facts/address.js'
+import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../dist/table/range-table.js'
+import { msisdnKey, msisdnPrefixRange, normalizeMsisdn, splitKey } from '../dist/facts/msisdn.js'
 import { ipv4Prefixes, ipv6Prefixes, msisdnPrefixes, rng, v4Inside, v6Inside, randomV4, randomV6, median } from './lib/data.js'
 
 // BENCH_FAMILY: 4, 6 or msisdn.

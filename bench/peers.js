@@ -7,8 +7,8 @@ import { BlockList } from 'node:net'
 import { createRequire } from 'node:module'
 import ipaddr from 'ipaddr.js'
 import CidrMatcher from 'cidr-matcher'
-import { parseAddress } from '../dist/address.js'
-import { lookup1, lookup4, RangeTableBuilder } from '../dist/range-table.js'
+import { parseAddress } from '../dist/facts/address.js'
+import { lookup1, lookup4, RangeTableBuilder } from '../dist/table/range-table.js'
 import { ipv4Prefixes, ipv6Prefixes, rng, v4Inside, v6Inside, randomV4, randomV6, median } from './lib/data.js'
 
 const { IPTrie } = createRequire(import.meta.url)('arkime-iptrie')

@@ -4,11 +4,11 @@
 // client spraying unique paths) and through the plugin's LRU cache (URLs that repeat).
 // BENCH_HOSTS (default 5,000) hosts of BENCH_PATHS (default 20) patterns each.
 import { LRUCache } from 'lru-cache'
-import { compileMetadata } from '../dist/prepare.js'
-import { selectNode, aclsAllow } from '../dist/site.js'
-import { createClientFacts } from '../dist/client-facts.js'
-import { decide } from '../dist/compile.js'
-import { parseAddress } from '../dist/address.js'
+import { compileMetadata } from '../dist/load/prepare.js'
+import { selectNode, aclsAllow } from '../dist/policy/site.js'
+import { createClientFacts } from '../dist/facts/trust-walk.js'
+import { decide } from '../dist/policy/compile.js'
+import { parseAddress } from '../dist/facts/address.js'
 import { ipv4Prefixes } from './lib/data.js'
 import { nsPerCall } from './lib/timing.js'
 

@@ -3,7 +3,7 @@
  * message and a status, so Fastify's error handler and callers can tell them apart.
  */
 import createError from '@fastify/error'
-import type { Problem } from './model.js'
+import type { Problem } from './policy/model.js'
 
 /** A plugin option is wrong. The message names the option. */
 export const InvalidOptionError = createError('FST_CDNI_INVALID_OPTION', 'cdni-authz: %s', 500, TypeError)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import ipaddr from 'ipaddr.js'
-import { formatAddress, formatPrefix, parseAddress, parseIPv4, parsePrefix } from '../src/address.js'
+import { formatAddress, formatPrefix, parseAddress, parseIPv4, parsePrefix } from '../src/facts/address.js'
 
 const out = new Uint32Array(4)
 

@@ -3,7 +3,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { main, type Io } from '../src/cli.js'
+import { main, type Io } from '../src/surrogate/cli.js'
 import { TOKEN, workspace } from './helpers/surrogate.js'
 import { buildMmdb } from './helpers/mmdb.js'
 
@@ -197,7 +197,7 @@ t.test('the real program re-reads its databases on SIGHUP, drains an in-flight r
   const { stateDir, base } = workspace()
   const metadata = join(base, 'allow.json')
   writeFileSync(metadata, JSON.stringify({ deliveryCriteria: [{ protocol: ['http', 'https'] }] }))
-  const child = spawn(process.execPath, [...process.execArgv, new URL('../src/cli.ts', import.meta.url).pathname, 'serve', '--port', '0', '--api-port', '0', '--origin', originUrl, '--state-dir', stateDir, '--metadata', metadata, '--log-level', 'silent'], {
+  const child = spawn(process.execPath, [...process.execArgv, new URL('../src/surrogate/cli.ts', import.meta.url).pathname, 'serve', '--port', '0', '--api-port', '0', '--origin', originUrl, '--state-dir', stateDir, '--metadata', metadata, '--log-level', 'silent'], {
     env: { ...process.env, CDNI_API_TOKEN: TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { compilePolicy, decide, explain, isAllowed } from '../src/compile.js'
-import { createClientFacts, type ClientFacts } from '../src/client-facts.js'
-import { loadPolicyModel } from '../src/metadata.js'
-import { parseAddress } from '../src/address.js'
+import { compilePolicy, decide, explain, isAllowed } from '../src/policy/compile.js'
+import { createClientFacts, type ClientFacts } from '../src/facts/trust-walk.js'
+import { loadPolicyModel } from '../src/load/metadata.js'
+import { parseAddress } from '../src/facts/address.js'
 
 function policyOf(doc: unknown) {
   const loaded = loadPolicyModel(doc, { gatewaysConfigured: true, countryDatabase: true, asnDatabase: true })

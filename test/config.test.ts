@@ -1,7 +1,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { databaseOptions, DEFAULTS, loadConfig, type ConfigSources } from '../src/config.js'
+import { databaseOptions, DEFAULTS, loadConfig, type ConfigSources } from '../src/surrogate/config.js'
 
 const dir = t.testdir({
   'config.json': JSON.stringify({ port: 9000, root: 'content', trustedProxies: ['10.0.0.0/8'], apiToken: 'a-long-enough-token-123' }),

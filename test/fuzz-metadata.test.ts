@@ -7,9 +7,9 @@ import t from 'tap'
 import fc from 'fast-check'
 import { readFileSync } from 'node:fs'
 import { compileMetadata, compilePolicy, createClientFacts, decide, loadPolicyModel, parseMetadataText, selectNode, type Problem } from '../src/index.js'
-import { isSite } from '../src/prepare.js'
-import { aclsAllow, type CompiledSite } from '../src/site.js'
-import { MAX_PROBLEMS } from '../src/metadata.js'
+import { isSite } from '../src/load/prepare.js'
+import { aclsAllow, type CompiledSite } from '../src/policy/site.js'
+import { MAX_PROBLEMS } from '../src/load/metadata.js'
 import { Ajv, type ErrorObject } from 'ajv'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1000)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync, readdirSync } from 'node:fs'
-import { loadPolicyModel, parseMetadataText, parseTimestamp, MAX_PROBLEMS } from '../src/metadata.js'
-import { validateMetadata } from '../src/prepare.js'
+import { loadPolicyModel, parseMetadataText, parseTimestamp, MAX_PROBLEMS } from '../src/load/metadata.js'
+import { validateMetadata } from '../src/load/prepare.js'
 
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`./fixtures/invalid/${name}.json`, import.meta.url), 'utf8'))
 

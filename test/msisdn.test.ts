@@ -1,5 +1,5 @@
 import t from 'tap'
-import { maskMsisdn, normalizeMsisdn, type MsisdnFormat } from '../src/msisdn.js'
+import { maskMsisdn, normalizeMsisdn, type MsisdnFormat } from '../src/facts/msisdn.js'
 
 const international: MsisdnFormat = { countryCode: '86', numbering: 'international', allowDoubleZero: false }
 

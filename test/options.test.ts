@@ -3,8 +3,8 @@ import Fastify from 'fastify'
 import fc from 'fast-check'
 import { Writable } from 'node:stream'
 import cdniAuthz from '../src/index.js'
-import { BUNDLED_COUNTRY_DB } from '../src/ip-database.js'
-import { normalizeOptions } from '../src/options.js'
+import { BUNDLED_COUNTRY_DB } from '../src/facts/ip-database.js'
+import { normalizeOptions } from '../src/plugin/options.js'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300)
 const gateway = { name: 'op', cidrs: ['203.0.113.0/28'], countryCode: '86' }

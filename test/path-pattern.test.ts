@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { compilePattern, compilePatternList, firstMatch, MAX_PATH_LENGTH, matchPattern, matchWork, patternCost, patternError } from '../src/path-pattern.js'
+import { compilePattern, compilePatternList, firstMatch, MAX_PATH_LENGTH, matchPattern, matchWork, patternCost, patternError } from '../src/policy/path-pattern.js'
 
 const matches = (pattern: string, path: string, caseSensitive = false) => matchPattern(compilePattern(pattern, caseSensitive), path)
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Writable } from 'node:stream'
 import cdniAuthz, { validateMetadata, type CdniAuthzOptions } from '../src/index.js'
-import { logsAtInfo, nullLoggerInfo } from '../src/plugin.js'
+import { logsAtInfo, nullLoggerInfo } from '../src/plugin/plugin.js'
 
 const gateways = [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }]
 

@@ -5,10 +5,10 @@ import { execFileSync } from 'node:child_process'
 import https from 'node:https'
 import { pino } from 'pino'
 import { AUTH, TOKEN, allowing, config, start, workspace } from './helpers/surrogate.js'
-import { buildApi } from '../src/api.js'
-import type { CdniAuthz } from '../src/plugin.js'
-import { StateStore } from '../src/state.js'
-import { createSurrogate } from '../src/server.js'
+import { buildApi } from '../src/surrogate/api.js'
+import type { CdniAuthz } from '../src/plugin/plugin.js'
+import { StateStore } from '../src/surrogate/state.js'
+import { createSurrogate } from '../src/surrogate/server.js'
 
 t.test('PUT, GET and HEAD /cdni/metadata with ETags, over real HTTP', async (t) => {
   const s = await start(config())

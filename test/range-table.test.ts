@@ -1,8 +1,8 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../src/range-table.js'
-import { maskWord } from '../src/address.js'
-import { msisdnKey, msisdnPrefixRange, splitKey } from '../src/msisdn.js'
+import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../src/table/range-table.js'
+import { maskWord } from '../src/facts/address.js'
+import { msisdnKey, msisdnPrefixRange, splitKey } from '../src/facts/msisdn.js'
 
 const SEED = 20261122
 const RUNS = 200

@@ -7,7 +7,7 @@ import http2 from 'node:http2'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import cdniAuthz from '../src/index.js'
-import { requestHost } from '../src/request-target.js'
+import { requestHost } from '../src/policy/request-target.js'
 
 const acl = (type: string, value: unknown) => ({ 'generic-metadata-type': type, 'generic-metadata-value': value })
 const denyAll = acl('MI.LocationACL', { locations: [] })

@@ -4,8 +4,8 @@ import Fastify from 'fastify'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import cdniAuthz from '../src/index.js'
-import { canonicalPath, canonicalPattern } from '../src/request-target.js'
-import { compilePattern, matchPattern, MAX_PATH_LENGTH, patternError } from '../src/path-pattern.js'
+import { canonicalPath, canonicalPattern } from '../src/policy/request-target.js'
+import { compilePattern, matchPattern, MAX_PATH_LENGTH, patternError } from '../src/policy/path-pattern.js'
 
 t.test('canonicalPath: the path the router and the file server read', async (t) => {
   const host = 'video.example.com'

@@ -7,8 +7,8 @@ import { Writable } from 'node:stream'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import cdniAuthz, { compileMetadata, validateMetadata, type CompiledSite } from '../src/index.js'
-import { transferList } from '../src/prepare.js'
-import { main } from '../src/cli.js'
+import { transferList } from '../src/load/prepare.js'
+import { main } from '../src/surrogate/cli.js'
 import { AUTH, config, start } from './helpers/surrogate.js'
 
 const acl = (type: string, value: unknown) => ({ 'generic-metadata-type': type, 'generic-metadata-value': value })

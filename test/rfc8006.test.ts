@@ -1,12 +1,12 @@
 // RFC 8006 metadata: the RFC's own examples (sections 4.2.2-4.2.4), each ACL's edge semantics,
 // footprints (RFC 9388 too), mandatory-to-enforce, host and path selection with inheritance.
 import t from 'tap'
-import { createClientFacts, FACT_MSISDN, FACT_SOURCE, type ClientFacts } from '../src/client-facts.js'
-import { parseAddress } from '../src/address.js'
-import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/compile.js'
-import { isHostIndex, loadSiteModel, normalizeHost } from '../src/rfc8006.js'
-import { aclsAllow, compileSite, explainSite, selectNode, type CompiledAcls } from '../src/site.js'
-import type { SiteModel } from '../src/model.js'
+import { createClientFacts, FACT_MSISDN, FACT_SOURCE, type ClientFacts } from '../src/facts/trust-walk.js'
+import { parseAddress } from '../src/facts/address.js'
+import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/policy/compile.js'
+import { isHostIndex, loadSiteModel, normalizeHost } from '../src/load/rfc8006.js'
+import { aclsAllow, compileSite, explainSite, selectNode, type CompiledAcls } from '../src/policy/site.js'
+import type { SiteModel } from '../src/policy/model.js'
 
 const ALL_FACTS = { gatewaysConfigured: true, countryDatabase: true, asnDatabase: true }
 

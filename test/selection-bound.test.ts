@@ -4,9 +4,9 @@
 // counted (matchWork), never timed.
 import t from 'tap'
 import fc from 'fast-check'
-import { loadSiteModel } from '../src/rfc8006.js'
-import { compileSite, selectNode } from '../src/site.js'
-import { MAX_PATH_LENGTH, matchWork, SELECTION_BUDGET } from '../src/path-pattern.js'
+import { loadSiteModel } from '../src/load/rfc8006.js'
+import { compileSite, selectNode } from '../src/policy/site.js'
+import { MAX_PATH_LENGTH, matchWork, SELECTION_BUDGET } from '../src/policy/path-pattern.js'
 
 type Paths = { 'path-pattern': { pattern: string }; 'path-metadata': { metadata: never[]; paths?: Paths } }[]
 const level = (patterns: string[], below: (i: number) => Paths | undefined = () => undefined): Paths =>

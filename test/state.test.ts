@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { StateStore } from '../src/state.js'
+import { StateStore } from '../src/surrogate/state.js'
 
 t.test('a fresh directory holds nothing; a written document reads back with its version', async (t) => {
   const dir = t.testdir({})
@@ -60,7 +60,7 @@ t.test('temporaries a killed writer left behind are cleared at start, even befor
 async function observedStore(t: Test, dir: string) {
   const synced: string[] = []
   const fs = await import('node:fs/promises')
-  const { StateStore: Observed } = await t.mockImport<typeof import('../src/state.js')>('../src/state.js', {
+  const { StateStore: Observed } = await t.mockImport<typeof import('../src/surrogate/state.js')>('../src/surrogate/state.js', {
     'node:fs/promises': {
       ...fs,
       open: async (path: string, flags?: string, mode?: number) => {

@@ -8,8 +8,8 @@ import net from 'node:net'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
-import { createSurrogate } from '../src/server.js'
-import { canonicalPath } from '../src/request-target.js'
+import { createSurrogate } from '../src/surrogate/server.js'
+import { canonicalPath } from '../src/policy/request-target.js'
 import { AUTH, config, start } from './helpers/surrogate.js'
 
 const acl = (type: string, value: unknown) => ({ 'generic-metadata-type': type, 'generic-metadata-value': value })

@@ -5,7 +5,7 @@
  * maintained writer on npm; this one writes only what the tests need (maps, arrays, strings,
  * unsigned integers, booleans) and is checked by reading its files back with mmdb-lib.
  */
-import { parseAddress } from '../../src/address.js'
+import { parseAddress } from '../../src/facts/address.js'
 
 export type MmdbValue = string | number | boolean | MmdbValue[] | { [key: string]: MmdbValue }
 

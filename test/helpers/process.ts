@@ -70,12 +70,12 @@ process.on('SIGUSR2', async () => {
 const PROBED = /^memory-probe: (\d+) \((\d+) workers\)$/gm
 
 const SRC = new URL('../../src/', import.meta.url).pathname
-const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
+const CLI = new URL('../../dist/surrogate/cli.js', import.meta.url).pathname
 
 /** The build must be newer than every source file, or the process would run yesterday's code. */
 function assertBuilt(): void {
   const built = statSync(CLI, { throwIfNoEntry: false })?.mtimeMs ?? 0
-  const stale = readdirSync(SRC).filter((name) => statSync(SRC + name).mtimeMs > built)
+  const stale = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((name) => statSync(SRC + name).mtimeMs > built)
   if (built === 0 || stale.length > 0) throw new Error(`dist/ is missing or older than src/${stale[0] ?? ''}: run \`npm run build\` (npm test does)`)
 }
 

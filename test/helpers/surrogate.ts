@@ -1,8 +1,8 @@
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULTS, type ServerConfig } from '../../src/config.js'
-import { createSurrogate, type Surrogate } from '../../src/server.js'
+import { DEFAULTS, type ServerConfig } from '../../src/surrogate/config.js'
+import { createSurrogate, type Surrogate } from '../../src/surrogate/server.js'
 
 export const TOKEN = 'test-token-0123456789abcdef'
 export const AUTH = { authorization: `Bearer ${TOKEN}` }

@@ -6,7 +6,7 @@ import t from 'tap'
 import { AUTH } from '../helpers/surrogate.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { LIVE, MARKER, OPEN, anonymous, api, is2xxOr3xx, snapshot, withToken } from '../helpers/push-api.js'
-import { PUBLIC_ROUTES } from '../../src/api.js'
+import { PUBLIC_ROUTES } from '../../src/surrogate/api.js'
 
 const METHODS = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'PROPFIND', 'SEARCH']
 

@@ -3,8 +3,8 @@
  * tested in the main thread; this file is only the message glue.
  */
 import { parentPort } from 'node:worker_threads'
-import { preparePolicy, transferList } from './prepare.js'
-import type { LoadContext } from './metadata.js'
+import { preparePolicy, transferList } from '../load/prepare.js'
+import type { LoadContext } from '../load/metadata.js'
 
 /* c8 ignore start - runs inside the worker thread, where coverage is not collected; exercised by the push tests */
 parentPort?.on('message', (job: { id: number; text: string; context: LoadContext }) => {

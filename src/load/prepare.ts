@@ -4,11 +4,11 @@
  * million-prefix document never stalls content traffic) and directly in tests and the CLI.
  */
 import { createHash } from 'node:crypto'
-import { compilePolicy, type CompiledPolicy } from './compile.js'
+import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
 import { DEFAULT_LOAD_CONTEXT, loadPolicyModel, parseMetadataText, type LoadContext, type LoadResult, type ValidationReport } from './metadata.js'
-import type { Problem } from './model.js'
+import type { Problem } from '../policy/model.js'
 import { isHostIndex, loadSiteModel, type SiteLoadResult } from './rfc8006.js'
-import { compileSite, type CompiledSite } from './site.js'
+import { compileSite, type CompiledSite } from '../policy/site.js'
 
 /** Either format, compiled: the seed's criteria as one policy, RFC 8006 as a site of hosts. */
 export type CompiledMetadata = CompiledPolicy | CompiledSite

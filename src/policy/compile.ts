@@ -14,10 +14,10 @@
  * million `{ "subnet": ... }` regions is one region with a million prefixes), so the bitset width
  * grows only with regions that combine fields, such as `subnet2` with `msdnPrefix`.
  */
-import { keyHighWord, keyLowWord, msisdnKey, msisdnPrefixRange } from './msisdn.js'
+import { keyHighWord, keyLowWord, msisdnKey, msisdnPrefixRange } from '../facts/msisdn.js'
 import type { ClauseKind, ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
-import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
-import { FACT_HANDSET, FACT_MSISDN, FACT_PROTOCOL, FACT_SOURCE, factNames, type ClientFacts, type FactName } from './client-facts.js'
+import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from '../table/range-table.js'
+import { FACT_HANDSET, FACT_MSISDN, FACT_PROTOCOL, FACT_SOURCE, factNames, type ClientFacts, type FactName } from '../facts/trust-walk.js'
 
 /** Region fields in evaluation order. */
 export const FIELDS = ['subnet', 'subnet2', 'msisdn', 'country', 'asn'] as const

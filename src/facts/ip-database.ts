@@ -11,9 +11,9 @@ import { createRequire } from 'node:module'
 import { LRUCache } from 'lru-cache'
 import { Reader } from 'mmdb-lib'
 import { formatAddress, type Family } from './address.js'
-import type { ClientFacts } from './client-facts.js'
-import { normalizeCountryCode } from './country-codes.js'
-import { InvalidOptionError } from './errors.js'
+import type { ClientFacts } from './trust-walk.js'
+import { normalizeCountryCode } from '../load/country-codes.js'
+import { InvalidOptionError } from '../errors.js'
 
 /** What a database says of one address. Shared between lookups: never changed. */
 export interface GeoFacts {

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve, dirname } from 'node:path'
-import { compileTrust, type GatewayOptions } from './client-facts.js'
-import { normalizeOptions } from './options.js'
-import type { CdniAuthzOptions } from './plugin.js'
+import { compileTrust, type GatewayOptions } from '../facts/trust-walk.js'
+import { normalizeOptions } from '../plugin/options.js'
+import type { CdniAuthzOptions } from '../plugin/plugin.js'
 
 export interface ServerConfig {
   host: string

@@ -11,9 +11,9 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { parse as parseTolerant, printParseErrorCode, type ParseError } from 'jsonc-parser'
-import { formatPrefix, HOST_BITS_SET, parsePrefix, parsePrefixInto } from './address.js'
+import { formatPrefix, HOST_BITS_SET, parsePrefix, parsePrefixInto } from '../facts/address.js'
 import { normalizeCountryCode } from './country-codes.js'
-import { isDigitString } from './msisdn.js'
+import { isDigitString } from '../facts/msisdn.js'
 import {
   PrefixList,
   pointerToken,
@@ -25,7 +25,7 @@ import {
   type RegionModel,
   type RuleModel,
   type TimeWindow,
-} from './model.js'
+} from '../policy/model.js'
 
 /** At most this many errors (and as many warnings) are reported for one document. */
 export const MAX_PROBLEMS = 100
@@ -58,7 +58,7 @@ export type LoadResult =
   | { ok: false; model: null; errors: Problem[]; warnings: Problem[] }
 
 function loadSchema(name: string): object {
-  return JSON.parse(readFileSync(new URL(`../schemas/${name}`, import.meta.url), 'utf8')) as object
+  return JSON.parse(readFileSync(new URL(`../../schemas/${name}`, import.meta.url), 'utf8')) as object
 }
 
 const definitions = loadSchema('criteria.schema.json')

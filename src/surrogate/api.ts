@@ -12,11 +12,11 @@ import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyHttpsOptions, type FastifyServerFactory, type FastifyServerOptions } from 'fastify'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
-import type { CdniAuthz } from './plugin.js'
+import type { CdniAuthz } from '../plugin/plugin.js'
 import type { StateStore } from './state.js'
-import { UnsupportedPayloadError } from './errors.js'
-import { isSite, type CompiledMetadata } from './prepare.js'
-import type { Problem } from './model.js'
+import { UnsupportedPayloadError } from '../errors.js'
+import { isSite, type CompiledMetadata } from '../load/prepare.js'
+import type { Problem } from '../policy/model.js'
 
 /** The document currently enforced, as pushed. */
 export interface LiveDocument {

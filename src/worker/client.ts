@@ -3,14 +3,14 @@
  * use and replaced if it dies; a dead worker fails its pending jobs rather than hanging them.
  */
 import { Worker } from 'node:worker_threads'
-import type { LoadContext } from './metadata.js'
-import type { PreparedPolicy, RefusedPolicy } from './prepare.js'
+import type { LoadContext } from '../load/metadata.js'
+import type { PreparedPolicy, RefusedPolicy } from '../load/prepare.js'
 
 type Pending = { resolve: (value: PreparedPolicy | RefusedPolicy) => void; reject: (error: Error) => void }
 
 // Under the TypeScript test loader this module is a .ts file, and so is its worker.
 /* c8 ignore next - the .js branch is the built package's */
-const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './compile-worker.ts' : './compile-worker.js', import.meta.url)
+const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './thread.ts' : './thread.js', import.meta.url)
 
 /** A worker and the jobs it owes. Each worker has its own, so one that is exiting fails only its own. */
 type Live = { worker: Worker; pending: Map<number, Pending> }

@@ -7,10 +7,10 @@
  * The CIDRs' syntax and overlaps are left to compileTrust, which reports them in detail; here only
  * that they are strings.
  */
-import type { GatewayOptions } from './client-facts.js'
-import { InvalidOptionError } from './errors.js'
-import { BUNDLED_COUNTRY_DB } from './ip-database.js'
-import { isDigitString } from './msisdn.js'
+import type { GatewayOptions } from '../facts/trust-walk.js'
+import { InvalidOptionError } from '../errors.js'
+import { BUNDLED_COUNTRY_DB } from '../facts/ip-database.js'
+import { isDigitString } from '../facts/msisdn.js'
 import type { CdniAuthzOptions } from './plugin.js'
 
 export type LogMsisdn = 'off' | 'masked' | 'full'

@@ -40,9 +40,9 @@ import {
   type RuleModel,
   type SiteModel,
   type Unenforceable,
-} from './model.js'
-import { compilePattern, compilePatternList, MAX_PATH_LENGTH, patternCost, patternError, SELECTION_BUDGET, type PathPattern } from './path-pattern.js'
-import { canonicalPattern, normalizeHost } from './request-target.js'
+} from '../policy/model.js'
+import { compilePattern, compilePatternList, MAX_PATH_LENGTH, patternCost, patternError, SELECTION_BUDGET, type PathPattern } from '../policy/path-pattern.js'
+import { canonicalPattern, normalizeHost } from '../policy/request-target.js'
 
 /** Footprint types of our own for the draft's mobile fields, documented in the README ("RFC 8006"). */
 export const HANDSET_CIDR = 'x-handset-cidr'
@@ -75,7 +75,7 @@ let compiled: Validators | null = null
  */
 function validators(): Validators {
   if (compiled !== null) return compiled
-  const schema = JSON.parse(readFileSync(new URL('../schemas/rfc8006.schema.json', import.meta.url), 'utf8')) as { $id: string; properties: Record<string, unknown> }
+  const schema = JSON.parse(readFileSync(new URL('../../schemas/rfc8006.schema.json', import.meta.url), 'utf8')) as { $id: string; properties: Record<string, unknown> }
   const document = new Ajv({ allErrors: false, strict: true }).compile(schema)
   // A refused document is checked again for every error, host by host, so the work stays linear
   // in the number of bad hosts (see collectSchemaErrors in metadata.ts for why).

@@ -9,10 +9,10 @@
  * Every rejected input gives "no fact"; nothing here throws on request input.
  */
 import { parseAddress, parsePrefix, formatPrefix, type Family, type IpPrefix } from './address.js'
-import { InvalidOptionError } from './errors.js'
+import { InvalidOptionError } from '../errors.js'
 import { isDigitString, normalizeMsisdn, type Msisdn, type MsisdnFormat } from './msisdn.js'
-import { lookup1, lookup4, RangeTableBuilder, type RangeTable } from './range-table.js'
-import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from './compile.js'
+import { lookup1, lookup4, RangeTableBuilder, type RangeTable } from '../table/range-table.js'
+import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../policy/compile.js'
 
 /** One mobile operator's enriching gateways (docs/TRUST.md, "The two trust lists"). */
 export interface GatewayOptions {
