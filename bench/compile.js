@@ -1,6 +1,7 @@
 // Compile benchmark: 1,000,000 IPv4 plus 200,000 IPv6 prefixes from JSON text to a live policy.
 // Run with --expose-gc so heap figures are after collection.
-import { parseMetadataText, loadPolicyModel } from '../dist/load/metadata.js'
+import { loadPolicyModel } from '../dist/load/delivery-criteria.js'
+import { parseMetadataText } from '../dist/load/parse-text.js'
 import { compilePolicy } from '../dist/policy/compile.js'
 import { ipv4Prefixes, ipv6Prefixes } from './lib/data.js'
 

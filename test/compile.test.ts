@@ -1,7 +1,9 @@
 import t from 'tap'
-import { compilePolicy, decide, explain, isAllowed } from '../src/policy/compile.js'
-import { createClientFacts, type ClientFacts } from '../src/facts/trust-walk.js'
-import { loadPolicyModel } from '../src/load/metadata.js'
+import { compilePolicy } from '../src/policy/compile.js'
+import { explain } from '../src/policy/explain.js'
+import { decide, isAllowed } from '../src/policy/decide.js'
+import { createClientFacts, type ClientFacts } from '../src/facts/facts.js'
+import { loadPolicyModel } from '../src/load/delivery-criteria.js'
 import { parseAddress } from '../src/facts/address.js'
 
 function policyOf(doc: unknown) {

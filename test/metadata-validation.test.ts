@@ -1,6 +1,8 @@
 import t from 'tap'
 import { readFileSync, readdirSync } from 'node:fs'
-import { loadPolicyModel, parseMetadataText, parseTimestamp, MAX_PROBLEMS } from '../src/load/metadata.js'
+import { parseTimestamp, MAX_PROBLEMS } from '../src/load/translate.js'
+import { loadPolicyModel } from '../src/load/delivery-criteria.js'
+import { parseMetadataText } from '../src/load/parse-text.js'
 import { validateMetadata } from '../src/load/prepare.js'
 
 const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`./fixtures/invalid/${name}.json`, import.meta.url), 'utf8'))

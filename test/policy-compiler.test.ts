@@ -3,7 +3,7 @@ import type { CompiledPolicy } from '../src/policy/compile.js'
 import type { Worker } from 'node:worker_threads'
 import { PolicyCompiler } from '../src/worker/client.js'
 import { preparePolicy, transferList } from '../src/load/prepare.js'
-import { DEFAULT_LOAD_CONTEXT } from '../src/load/metadata.js'
+import { DEFAULT_LOAD_CONTEXT } from '../src/load/translate.js'
 
 const doc = JSON.stringify({ deliveryCriteria: [{ region: { subnet: ['10.0.0.0/8', '2001:db8::/32'], subnet2: '10.5.0.0/16' } }] })
 

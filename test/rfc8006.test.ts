@@ -1,10 +1,11 @@
 // RFC 8006 metadata: the RFC's own examples (sections 4.2.2-4.2.4), each ACL's edge semantics,
 // footprints (RFC 9388 too), mandatory-to-enforce, host and path selection with inheritance.
 import t from 'tap'
-import { createClientFacts, FACT_MSISDN, FACT_SOURCE, type ClientFacts } from '../src/facts/trust-walk.js'
+import { createClientFacts, FACT_MSISDN, FACT_SOURCE, type ClientFacts } from '../src/facts/facts.js'
 import { parseAddress } from '../src/facts/address.js'
-import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/policy/compile.js'
-import { isHostIndex, loadSiteModel, normalizeHost } from '../src/load/rfc8006.js'
+import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/facts/facts.js'
+import { isHostIndex, loadSiteModel } from '../src/load/rfc8006.js'
+import { normalizeHost } from '../src/policy/request-target.js'
 import { aclsAllow, compileSite, explainSite, selectNode, type CompiledAcls } from '../src/policy/site.js'
 import type { SiteModel } from '../src/policy/model.js'
 

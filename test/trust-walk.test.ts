@@ -1,7 +1,8 @@
 import t from 'tap'
 import { formatAddress } from '../src/facts/address.js'
-import { compileTrust, createClientFacts, extractClientFacts, factNames, gatewayName, type TrustOptions } from '../src/facts/trust-walk.js'
-import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/policy/compile.js'
+import { compileTrust, extractClientFacts, gatewayName, type TrustOptions } from '../src/facts/trust-walk.js'
+import { createClientFacts, factNames } from '../src/facts/facts.js'
+import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/facts/facts.js'
 
 const trustOptions: TrustOptions = {
   trustedProxies: ['192.0.2.0/29', '2001:db8:ff::/48'],

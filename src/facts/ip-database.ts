@@ -11,7 +11,7 @@ import { createRequire } from 'node:module'
 import { LRUCache } from 'lru-cache'
 import { Reader } from 'mmdb-lib'
 import { formatAddress, type Family } from './address.js'
-import type { ClientFacts } from './trust-walk.js'
+import type { ClientFacts } from './facts.js'
 import { normalizeCountryCode } from '../load/country-codes.js'
 import { InvalidOptionError } from '../errors.js'
 

@@ -5,7 +5,9 @@
  */
 import { createHash } from 'node:crypto'
 import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
-import { DEFAULT_LOAD_CONTEXT, loadPolicyModel, parseMetadataText, type LoadContext, type LoadResult, type ValidationReport } from './metadata.js'
+import { DEFAULT_LOAD_CONTEXT, type LoadContext, type LoadResult, type ValidationReport } from './translate.js'
+import { loadPolicyModel } from './delivery-criteria.js'
+import { parseMetadataText } from './parse-text.js'
 import type { Problem } from '../policy/model.js'
 import { isHostIndex, loadSiteModel, type SiteLoadResult } from './rfc8006.js'
 import { compileSite, type CompiledSite } from '../policy/site.js'

@@ -18,17 +18,7 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { normalizeCountryCode } from './country-codes.js'
-import {
-  DEFAULT_LOAD_CONTEXT,
-  describeAjvError,
-  newTranslation,
-  translateMsisdnPrefixes,
-  translatePrefixes,
-  warnIfNoSource,
-  warnVendorExtensions,
-  type LoadContext,
-  type Translation,
-} from './metadata.js'
+import { DEFAULT_LOAD_CONTEXT, describeAjvError, newTranslation, translateMsisdnPrefixes, translatePrefixes, warnIfNoSource, warnVendorExtensions, type LoadContext, type Translation } from './translate.js'
 import {
   type AclSet,
   type ClauseModel,
@@ -108,7 +98,6 @@ export function isHostIndex(doc: unknown): boolean {
 }
 
 /** Hosts compare as request-target.ts reads them from a request, in one function. */
-export { normalizeHost }
 
 /**
  * Identical ACL values (a partner often writes the same LocationACL under thousands of hosts) are

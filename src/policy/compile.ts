@@ -1,5 +1,5 @@
 /**
- * Policy model → compiled policy → decision (docs/ARCHITECTURE.md, last two stages).
+ * Policy model → compiled policy (docs/ARCHITECTURE.md). decide.ts reads what this builds.
  *
  * Regions become bit positions. Every fact a request carries (source address, handset address,
  * MSISDN, country, AS number) is looked up once in its table, whose label turns into a bitset of
@@ -14,43 +14,40 @@
  * million `{ "subnet": ... }` regions is one region with a million prefixes), so the bitset width
  * grows only with regions that combine fields, such as `subnet2` with `msdnPrefix`.
  */
-import { keyHighWord, keyLowWord, msisdnKey, msisdnPrefixRange } from '../facts/msisdn.js'
-import type { ClauseKind, ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
-import { lookup1, lookup2, lookup4, RangeTableBuilder, type RangeTable } from '../table/range-table.js'
-import { FACT_HANDSET, FACT_MSISDN, FACT_PROTOCOL, FACT_SOURCE, factNames, type ClientFacts, type FactName } from '../facts/trust-walk.js'
+import { msisdnPrefixRange } from '../facts/msisdn.js'
+import type { ClauseModel, MsisdnPrefixes, PolicyModel, PrefixList, RegionModel, TimeWindow } from './model.js'
+import { RangeTableBuilder, type RangeTable } from '../table/range-table.js'
+import { FACT_HANDSET, FACT_MSISDN, FACT_PROTOCOL, FACT_SOURCE, PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../facts/facts.js'
 
 /** Region fields in evaluation order. */
 export const FIELDS = ['subnet', 'subnet2', 'msisdn', 'country', 'asn'] as const
 export type Field = (typeof FIELDS)[number]
-const SUBNET = 0
-const SUBNET2 = 1
-const MSISDN = 2
-const COUNTRY = 3
-const ASN = 4
-
-export const PROTOCOL_HTTP = 1
-export const PROTOCOL_HTTPS = 2
+export const SUBNET = 0
+export const SUBNET2 = 1
+export const MSISDN = 2
+export const COUNTRY = 3
+export const ASN = 4
 
 /** A region table answering one field for one key kind, with its labels as region bitsets. */
-interface FieldTable {
+export interface FieldTable {
   table: RangeTable
   /** labels × W words: bit r set when region r's field contains every key with that label. */
   bits: Uint32Array
 }
 
-type CompiledClause =
+export type CompiledClause =
   | { kind: 'region'; pointer: string; regions: Uint32Array }
   | { kind: 'protocol'; pointer: string; protocols: number }
   | { kind: 'timeWindow'; pointer: string; windows: readonly TimeWindow[] }
 
-interface CompiledRule {
+export interface CompiledRule {
   pointer: string
   allow: boolean
   clauses: CompiledClause[]
 }
 
 /** A compiled region, for explanations. */
-interface CompiledRegion {
+export interface CompiledRegion {
   pointers: string[]
   fields: Field[]
 }
@@ -290,217 +287,4 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
     | (used[MSISDN] ? FACT_MSISDN : 0)
     | (rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'protocol')) ? FACT_PROTOCOL : 0)
   return { words, used, without, all, ...tables, country, asn, rules, regions, summary, usesTime, reads }
-}
-
-/** Stands in for a table's bits when there is no fact (offset -1): never read. */
-const EMPTY_BITS = new Uint32Array(0)
-
-/** AND-accumulates `bits[offset..]` (or nothing matched, when offset < 0) into `acc`. */
-function accumulate(acc: Uint32Array, bits: Uint32Array, offset: number, without: Uint32Array, words: number): void {
-  for (let w = 0; w < words; w++) {
-    const matched = offset < 0 ? 0 : (bits[offset + w] as number)
-    acc[w] = (acc[w] as number) & (matched | (without[w] as number))
-  }
-}
-
-/** Offset into `v4.bits` / `v6.bits` for an address, or -1 when there is no address fact. */
-function addressOffset(v4: RangeTable, v6: RangeTable, family: number, address: Uint32Array, words: number): number {
-  if (family === 4) return lookup1(v4, address[0] as number) * words
-  if (family === 6) return lookup4(v6, address) * words
-  return -1
-}
-
-/**
- * Computes, into `acc`, the regions whose every field matches the facts. The request path calls
- * this with a scratch array; nothing here allocates for IPv4 or MSISDN lookups.
- */
-export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Uint32Array): void {
-  const words = policy.words
-  // A loop, not acc.set(policy.all): for one or two words the builtin's call costs more.
-  const all = policy.all
-  for (let w = 0; w < words; w++) acc[w] = all[w] as number
-  const used = policy.used
-  if (used[SUBNET]) {
-    const offset = addressOffset(policy.subnetV4.table, policy.subnetV6.table, facts.sourceFamily, facts.source, words)
-    const bits = facts.sourceFamily === 6 ? policy.subnetV6.bits : policy.subnetV4.bits
-    accumulate(acc, bits, offset, policy.without[SUBNET] as Uint32Array, words)
-  }
-  if (used[SUBNET2]) {
-    const offset = addressOffset(policy.subnet2V4.table, policy.subnet2V6.table, facts.handsetFamily, facts.handset, words)
-    const bits = facts.handsetFamily === 6 ? policy.subnet2V6.bits : policy.subnet2V4.bits
-    accumulate(acc, bits, offset, policy.without[SUBNET2] as Uint32Array, words)
-  }
-  if (used[MSISDN]) {
-    const without = policy.without[MSISDN] as Uint32Array
-    if (facts.msisdn === null) {
-      accumulate(acc, EMPTY_BITS, -1, without, words)
-    } else {
-      const intl = msisdnLabel(policy.msisdnInternational.table, facts.msisdn.international)
-      const nat = facts.msisdn.national === null ? 0 : msisdnLabel(policy.msisdnNational.table, facts.msisdn.national)
-      for (let w = 0; w < words; w++) {
-        const matched = (policy.msisdnInternational.bits[intl * words + w] as number) | (policy.msisdnNational.bits[nat * words + w] as number)
-        acc[w] = (acc[w] as number) & (matched | (without[w] as number))
-      }
-    }
-  }
-  if (used[COUNTRY]) {
-    // Country and subdivision codes share the table (`US`, `US-NY`): a region lists either kind,
-    // and matches when the address's country or one of its subdivisions is listed.
-    const bits = facts.country === null ? undefined : policy.country.get(facts.country)
-    if (facts.subdivisions.length > 0) matchLocation(policy, bits, facts.subdivisions, acc)
-    else accumulate(acc, bits ?? EMPTY_BITS, bits ? 0 : -1, policy.without[COUNTRY] as Uint32Array, words)
-  }
-  if (used[ASN]) {
-    const bits = facts.asn < 0 ? undefined : policy.asn.get(facts.asn)
-    accumulate(acc, bits ?? EMPTY_BITS, bits ? 0 : -1, policy.without[ASN] as Uint32Array, words)
-  }
-}
-
-/** The country step when the address has subdivisions: a region passes when it lists the
- * country or one of the subdivisions (or names no location at all). */
-function matchLocation(policy: CompiledPolicy, countryBits: Uint32Array | undefined, subdivisions: readonly string[], acc: Uint32Array): void {
-  const without = policy.without[COUNTRY] as Uint32Array
-  for (let w = 0; w < policy.words; w++) {
-    let matched = (without[w] as number) | (countryBits === undefined ? 0 : (countryBits[w] as number))
-    for (const code of subdivisions) matched |= policy.country.get(code)?.[w] ?? 0
-    acc[w] = (acc[w] as number) & matched
-  }
-}
-
-function msisdnLabel(table: RangeTable, digits: string): number {
-  // The two words of splitKey, without its tuple: this runs per gateway request.
-  const key = msisdnKey(digits)
-  const high = keyHighWord(key)
-  return lookup2(table, high, keyLowWord(key, high))
-}
-
-function clauseMatches(clause: CompiledClause, facts: ClientFacts, regions: Uint32Array): boolean {
-  switch (clause.kind) {
-    case 'region': {
-      const mask = clause.regions
-      for (let w = 0; w < mask.length; w++) if (((mask[w] as number) & (regions[w] as number)) !== 0) return true
-      return false
-    }
-    case 'protocol':
-      return (clause.protocols & facts.protocol) !== 0
-    case 'timeWindow': {
-      for (const window of clause.windows) if (facts.now >= window.start && facts.now < window.end) return true
-      return false
-    }
-  }
-}
-
-/**
- * The decision: index of the rule that decided, or -1 when none matched (deny).
- * `scratch` must hold `policy.words` words.
- */
-export function decide(policy: CompiledPolicy, facts: ClientFacts, scratch: Uint32Array): number {
-  matchRegions(policy, facts, scratch)
-  const rules = policy.rules
-  for (let i = 0; i < rules.length; i++) {
-    const clauses = (rules[i] as CompiledRule).clauses
-    let all = true
-    for (let c = 0; c < clauses.length; c++) {
-      if (!clauseMatches(clauses[c] as CompiledClause, facts, scratch)) {
-        all = false
-        break
-      }
-    }
-    if (all) return i
-  }
-  return -1
-}
-
-/** Whether a decision allows the request. */
-export function isAllowed(policy: CompiledPolicy, ruleIndex: number): boolean {
-  return ruleIndex >= 0 && (policy.rules[ruleIndex] as CompiledRule).allow
-}
-
-/**
- * Why a request was denied, from the regions `decide` left in `scratch`: the rule that decided
- * (a deny rule) or null, and the kinds that failed in the rules that did not match. Cheap: no
- * lookups, so a flood of denials costs little more than a flood of allows.
- */
-export function describeDenial(policy: CompiledPolicy, facts: ClientFacts, scratch: Uint32Array, ruleIndex: number): { decidedBy: string | null; failed: ClauseKind[] } {
-  const failed: ClauseKind[] = []
-  const last = ruleIndex < 0 ? policy.rules.length : ruleIndex
-  for (let i = 0; i < last; i++) {
-    for (const clause of (policy.rules[i] as CompiledRule).clauses) {
-      if (!clauseMatches(clause, facts, scratch) && !failed.includes(clause.kind)) failed.push(clause.kind)
-    }
-  }
-  return { decidedBy: ruleIndex < 0 ? null : (policy.rules[ruleIndex] as CompiledRule).pointer, failed }
-}
-
-export interface RegionExplanation {
-  pointers: string[]
-  matched: boolean
-  fields: Partial<Record<Field, boolean>>
-}
-
-export interface ClauseExplanation {
-  kind: ClauseKind
-  pointer: string
-  matched: boolean
-  regions?: RegionExplanation[]
-}
-
-export interface RuleExplanation {
-  pointer: string
-  allow: boolean
-  matched: boolean
-  clauses: ClauseExplanation[]
-}
-
-export interface Explanation {
-  allowed: boolean
-  /** Facts the policy reads that the request made unknowable: when any, the request is denied
-   * before any rule is tried. */
-  unknowable: FactName[]
-  /** Pointer of the rule that decided, or null when no rule matched. */
-  decidedBy: string | null
-  /** Kinds whose clauses failed in the rules that did not match, for logs and metrics. */
-  failed: ClauseKind[]
-  rules: RuleExplanation[]
-}
-
-/** Explains a decision field by field. Slower than `decide`; used for denials and the CLI. */
-export function explain(policy: CompiledPolicy, facts: ClientFacts): Explanation {
-  const words = policy.words
-  const full = new Uint32Array(words)
-  matchRegions(policy, facts, full)
-  // Each field alone: the same accumulation with every other field switched off.
-  const perField = FIELDS.map((_, f) => {
-    const bits = new Uint32Array(words)
-    matchRegions({ ...policy, used: FIELDS.map((_, g) => g === f && (policy.used[g] as boolean)) }, facts, bits)
-    return bits
-  })
-  const bit = (bits: Uint32Array, r: number): boolean => (((bits[r >>> 5] as number) >>> (r & 31)) & 1) === 1
-  const failed = new Set<ClauseKind>()
-  const unknowable = factNames(facts.unknowable & policy.reads)
-  let decidedBy: string | null = null
-  let allowed = false
-  const rules = policy.rules.map((rule) => {
-    const clauses = rule.clauses.map((clause): ClauseExplanation => {
-      const matched = clauseMatches(clause, facts, full)
-      if (clause.kind !== 'region') return { kind: clause.kind, pointer: clause.pointer, matched }
-      const regions: RegionExplanation[] = []
-      for (let r = 0; r < policy.regions.length; r++) {
-        if (!bit(clause.regions, r)) continue
-        const region = policy.regions[r] as CompiledRegion
-        const fields: Partial<Record<Field, boolean>> = {}
-        for (const field of region.fields) fields[field] = bit(perField[FIELDS.indexOf(field)] as Uint32Array, r)
-        regions.push({ pointers: region.pointers, matched: bit(full, r), fields })
-      }
-      return { kind: clause.kind, pointer: clause.pointer, matched, regions }
-    })
-    const matched = clauses.every((c) => c.matched)
-    if (matched && decidedBy === null) {
-      decidedBy = rule.pointer
-      allowed = rule.allow && unknowable.length === 0
-    }
-    if (!matched) for (const c of clauses) if (!c.matched) failed.add(c.kind)
-    return { pointer: rule.pointer, allow: rule.allow, matched, clauses }
-  })
-  return { allowed, decidedBy, unknowable, failed: [...failed], rules }
 }

@@ -7,8 +7,10 @@
  * Inherited ACLs are the same model objects as their parent's, so each is compiled once however
  * many paths inherit it. Only compiled data is kept: this crosses the worker boundary.
  */
-import { FACT_SOURCE, factNames, type ClientFacts } from '../facts/trust-walk.js'
-import { compilePolicy, decide, explain, isAllowed, type CompiledPolicy, type Explanation, type PolicySummary } from './compile.js'
+import { FACT_SOURCE, factNames, type ClientFacts } from '../facts/facts.js'
+import { compilePolicy, type CompiledPolicy, type PolicySummary } from './compile.js'
+import { explain, type Explanation } from './explain.js'
+import { decide, isAllowed } from './decide.js'
 import type { AclSet, PathNode, PolicyModel, SiteModel, Unenforceable } from './model.js'
 import { compilePattern, compilePatternList, firstMatch, type PatternList } from './path-pattern.js'
 import { canonicalPath, normalizeHost } from './request-target.js'

@@ -3,7 +3,7 @@
  * use and replaced if it dies; a dead worker fails its pending jobs rather than hanging them.
  */
 import { Worker } from 'node:worker_threads'
-import type { LoadContext } from '../load/metadata.js'
+import type { LoadContext } from '../load/translate.js'
 import type { PreparedPolicy, RefusedPolicy } from '../load/prepare.js'
 
 type Pending = { resolve: (value: PreparedPolicy | RefusedPolicy) => void; reject: (error: Error) => void }

@@ -4,7 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { preparePolicy, transferList } from '../load/prepare.js'
-import type { LoadContext } from '../load/metadata.js'
+import type { LoadContext } from '../load/translate.js'
 
 /* c8 ignore start - runs inside the worker thread, where coverage is not collected; exercised by the push tests */
 parentPort?.on('message', (job: { id: number; text: string; context: LoadContext }) => {

@@ -1,61 +1,34 @@
 /**
- * Metadata → schema validation → internal policy model (docs/ARCHITECTURE.md, first two stages).
+ * The delivery-criteria formats (a bare `deliveryCriteria` list, or ordered `deliveryProfiles`) →
+ * schema validation → policy model (docs/ARCHITECTURE.md, first two stages).
  *
  * ajv checks the structure against the JSON Schemas in `schemas/` (compiled once, at module
- * load); this module then makes the checks a schema cannot express (README, "The seed's format": strict
- * prefixes, contiguous masks, ISO 3166-1 codes, digit-only MSISDN prefixes, startTime < endTime,
- * exactly one kind per entry) and reports them in the same `{ pointer, message }` shape. Every
- * problem comes back, not only the first, up to a cap that keeps a hostile document's error list
- * bounded.
+ * load); this module then makes the checks a schema cannot express (README, "The seed's format":
+ * strict prefixes, contiguous masks, ISO 3166-1 codes, digit-only MSISDN prefixes, startTime <
+ * endTime, exactly one kind per entry) and reports them in the same `{ pointer, message }` shape.
+ * Every problem comes back, not only the first, up to a cap that keeps a hostile document's error
+ * list bounded.
  */
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import { parse as parseTolerant, printParseErrorCode, type ParseError } from 'jsonc-parser'
-import { formatPrefix, HOST_BITS_SET, parsePrefix, parsePrefixInto } from '../facts/address.js'
 import { normalizeCountryCode } from './country-codes.js'
-import { isDigitString } from '../facts/msisdn.js'
 import {
-  PrefixList,
-  pointerToken,
-  type ClauseModel,
-  type MsisdnPrefixes,
-  type PolicyModel,
-  type Problem,
-  type Protocol,
-  type RegionModel,
-  type RuleModel,
-  type TimeWindow,
-} from '../policy/model.js'
-
-/** At most this many errors (and as many warnings) are reported for one document. */
-export const MAX_PROBLEMS = 100
-
-/** What the loader must know of the deployment to warn about criteria that can never match. */
-export interface LoadContext {
-  /** At least one operator gateway is configured (subnet2 and msdnPrefix need one). */
-  gatewaysConfigured: boolean
-  /** A country database is available. */
-  countryDatabase: boolean
-  /** An AS-number database is available. */
-  asnDatabase: boolean
-  /** The country database is a City one, whose records name subdivisions. Default false. */
-  subdivisionDatabase?: boolean
-  /**
-   * RFC 8006 metadata types (lower case) that something else on this edge enforces, such as the
-   * cache behind us for MI.SourceMetadata: mandatory-to-enforce objects of these types do not deny.
-   */
-  enforcedElsewhere?: readonly string[]
-}
-
-export const DEFAULT_LOAD_CONTEXT: LoadContext = {
-  gatewaysConfigured: false,
-  countryDatabase: false,
-  asnDatabase: false,
-}
-
-export type LoadResult =
-  | { ok: true; model: PolicyModel; errors: []; warnings: Problem[] }
-  | { ok: false; model: null; errors: Problem[]; warnings: Problem[] }
+  DEFAULT_LOAD_CONTEXT,
+  describeAjvError,
+  asList,
+  forEachValue,
+  newTranslation,
+  parseTimestamp,
+  ProblemList,
+  translateMsisdnPrefixes,
+  translatePrefixes,
+  warnIfNoSource,
+  warnVendorExtensions,
+  type LoadContext,
+  type LoadResult,
+  type Translation,
+} from './translate.js'
+import type { ClauseModel, Protocol, RegionModel, RuleModel, TimeWindow } from '../policy/model.js'
 
 function loadSchema(name: string): object {
   return JSON.parse(readFileSync(new URL(`../../schemas/${name}`, import.meta.url), 'utf8')) as object
@@ -117,157 +90,6 @@ function collectSchemaErrors(format: MetadataFormat, doc: Record<string, unknown
 const describe = (error: ErrorObject, at: string): [string, string] => {
   const problem = describeAjvError({ ...error, instancePath: at + error.instancePath })
   return [problem.pointer, problem.message]
-}
-
-/** Collects problems up to the cap, counting the ones it drops. */
-export class ProblemList {
-  readonly items: Problem[] = []
-  private dropped = 0
-
-  add(pointer: string, message: string): void {
-    if (this.items.length < MAX_PROBLEMS) this.items.push({ pointer, message })
-    else this.dropped++
-  }
-
-  get size(): number {
-    return this.items.length + this.dropped
-  }
-
-  done(): Problem[] {
-    if (this.dropped > 0) {
-      this.items.push({ pointer: '', message: `${this.dropped} more not shown` })
-    }
-    return this.items
-  }
-}
-
-export function describeAjvError(error: ErrorObject): Problem {
-  const at = error.instancePath
-  const params = error.params as Record<string, unknown>
-  switch (error.keyword) {
-    case 'additionalProperties':
-      return {
-        pointer: `${at}/${pointerToken(String(params.additionalProperty))}`,
-        message: 'unknown property (vendor extensions must start with "x-")',
-      }
-    case 'required':
-      return { pointer: `${at}/${pointerToken(String(params.missingProperty))}`, message: 'is required' }
-    case 'minItems':
-      if (/\/deliveryCriteria$|^\/deliveryProfiles$/.test(at)) {
-        return {
-          pointer: at,
-          message: 'must not be empty; to allow everyone, say so: [{ "protocol": ["http", "https"] }]',
-        }
-      }
-      return { pointer: at, message: 'must not be an empty list' }
-    case 'enum':
-      return { pointer: at, message: 'must be "http", "https" or a list of them' }
-    case 'type':
-      return { pointer: at, message: `must be ${String(params.type).replace(',', ' or ')}` }
-    default:
-      return { pointer: at, message: error.message as string }
-  }
-}
-
-/** A field's value as a list: each field takes one value or a non-empty array. */
-function asList<T>(value: T | T[]): T[] {
-  return Array.isArray(value) ? value : [value]
-}
-
-export function forEachValue<T>(value: T | T[], pointer: string, visit: (item: T, at: string) => void): void {
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) visit(value[i] as T, `${pointer}/${i}`)
-  } else {
-    visit(value, pointer)
-  }
-}
-
-/** RFC 3339 date-time; Date.parse alone accepts too many shapes. */
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/
-
-/** Parses an RFC 3339 timestamp to milliseconds, or NaN (also for impossible dates). */
-export function parseTimestamp(text: string): number {
-  const m = RFC3339.exec(text)
-  if (!m) return Number.NaN
-  const ms = Date.parse(text.toUpperCase())
-  if (Number.isNaN(ms)) return ms
-  // Date.parse rolls 2026-02-30 over to March; a round trip of the date fields catches it.
-  const offset = m[8] as string
-  const offsetMinutes = /z/i.test(offset) ? 0 : (offset[0] === '-' ? -1 : 1) * (Number(offset.slice(1, 3)) * 60 + Number(offset.slice(4)))
-  const local = new Date(ms + offsetMinutes * 60000)
-  if (local.getUTCDate() !== Number(m[3]) || local.getUTCMonth() + 1 !== Number(m[2])) return Number.NaN
-  return ms
-}
-
-export interface Translation {
-  errors: ProblemList
-  warnings: ProblemList
-  context: LoadContext
-  warnedMobile: boolean
-  warnedCountry: boolean
-  warnedAsn: boolean
-  warnedSubdivision: boolean
-}
-
-export function warnVendorExtensions(t: Translation, object: object, pointer: string): void {
-  for (const key of Object.keys(object)) {
-    if (key.startsWith('x-')) t.warnings.add(`${pointer}/${pointerToken(key)}`, 'vendor extension ignored')
-  }
-}
-
-const prefixWords = new Uint32Array(4)
-
-export function translatePrefixes(t: Translation, value: string | string[], pointer: string): PrefixList {
-  const list = new PrefixList()
-  forEachValue(value, pointer, (text, at) => {
-    const code = parsePrefixInto(text, prefixWords)
-    if (code < 0 || (code & HOST_BITS_SET) !== 0) {
-      // The rare paths: build the message from the allocating parser.
-      const parsed = parsePrefix(text)
-      if (!parsed.ok) {
-        t.errors.add(at, `"${text}": ${parsed.message}`)
-        return
-      }
-      t.warnings.add(at, `"${text}" has host bits set; matched as ${formatPrefix(parsed.prefix)}`)
-    }
-    list.addWords(((code >>> 8) & 0xff) as 4 | 6, prefixWords, code & 0xff)
-  })
-  return list
-}
-
-/**
- * Warns, once per document and fact, that a criterion `name` at `pointer` can never match in this
- * deployment because the fact it needs has no source.
- */
-export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn' | 'subdivision', pointer: string, name: string): void {
-  if (fact === 'mobile' && !t.context.gatewaysConfigured && !t.warnedMobile) {
-    t.warnedMobile = true
-    t.warnings.add(pointer, `${name} needs a trusted operator gateway and none is configured: regions using it never match`)
-  } else if (fact === 'country' && !t.context.countryDatabase && !t.warnedCountry) {
-    t.warnedCountry = true
-    t.warnings.add(pointer, `${name} needs a country database and none is configured: regions using it never match`)
-  } else if (fact === 'asn' && !t.context.asnDatabase && !t.warnedAsn) {
-    t.warnedAsn = true
-    t.warnings.add(pointer, `${name} needs an AS-number database and none is configured: regions using it never match`)
-  } else if (fact === 'subdivision' && t.context.subdivisionDatabase !== true && !t.warnedSubdivision) {
-    t.warnedSubdivision = true
-    t.warnings.add(pointer, `${name} needs a City country database (one whose records name subdivisions) and none is configured: footprints using it never match`)
-  }
-}
-
-/** MSISDN prefixes as written (`+` for international), sorted into the model's two lists. */
-export function translateMsisdnPrefixes(t: Translation, value: string | string[], pointer: string): MsisdnPrefixes {
-  const msisdn: MsisdnPrefixes = { national: [], international: [] }
-  forEachValue(value, pointer, (text, at) => {
-    const international = text.startsWith('+')
-    const digits = international ? text.slice(1) : text
-    if (!isDigitString(digits)) {
-      t.errors.add(at, `"${text}" must be 1–15 ASCII digits, optionally after a leading "+"`)
-    } else {
-      ;(international ? msisdn.international : msisdn.national).push(digits)
-    }
-  })
-  return msisdn
 }
 
 const REGION_FIELDS = ['country', 'bgpAs', 'subnet', 'subnet2', 'msdnPrefix'] as const
@@ -362,10 +184,6 @@ export function detectFormat(doc: unknown): MetadataFormat | null {
   return null
 }
 
-export function newTranslation(context: LoadContext): Translation {
-  return { errors: new ProblemList(), warnings: new ProblemList(), context, warnedMobile: false, warnedCountry: false, warnedAsn: false, warnedSubdivision: false }
-}
-
 /**
  * Validates a parsed metadata document and translates it into the policy model.
  * Never throws for any JSON value.
@@ -411,42 +229,4 @@ export function loadPolicyModel(doc: unknown, context: LoadContext = DEFAULT_LOA
   }
   if (t.errors.size > 0) return { ok: false, model: null, errors: t.errors.done(), warnings: t.warnings.done() }
   return { ok: true, model: { rules }, errors: [], warnings: t.warnings.done() }
-}
-
-/** The result tools need: is the document acceptable, and what is wrong or suspicious in it. */
-export interface ValidationReport {
-  ok: boolean
-  errors: Problem[]
-  warnings: Problem[]
-}
-
-/**
- * Parses metadata JSON text. Syntax errors come back as a problem carrying line and column
- * (1-based). JSON.parse stays the parser of record (it is the fastest, and what is accepted must
- * be exactly JSON); only when it fails is jsonc-parser, in strict mode, asked where, because V8's
- * messages often give no position.
- */
-export function parseMetadataText(text: string): { ok: true; value: unknown } | { ok: false; error: Problem & { line: number; column: number } } {
-  try {
-    return { ok: true, value: JSON.parse(text) as unknown }
-  } catch (err) {
-    const errors: ParseError[] = []
-    try {
-      parseTolerant(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false })
-    } catch {
-      // jsonc-parser descends recursively: nesting thousands deep overflows its stack (found by
-      // test/fuzz-metadata.test.ts). V8's own message is then all there is.
-      errors.length = 0
-    }
-    const first = errors[0]
-    const position = first ? first.offset : text.length
-    const reason = first ? printParseErrorCode(first.error) : (err as Error).message
-    const before = text.slice(0, position)
-    const line = before.split('\n').length
-    const column = position - before.lastIndexOf('\n')
-    return {
-      ok: false,
-      error: { pointer: '', line, column, message: `invalid JSON at line ${line}, column ${column}: ${reason}` },
-    }
-  }
 }
