@@ -11,11 +11,8 @@ import { loadPolicyModel } from '../src/load/delivery-criteria.js'
 import { parseMetadataText } from '../src/load/parse-text.js'
 import { compileMetadata } from '../src/load/prepare.js'
 import { compilePolicy } from '../src/policy/compile.js'
-import { decide } from '../src/policy/decide.js'
 import type { Problem } from '../src/policy/model.js'
-import { selectNode } from '../src/policy/site.js'
-import { isSite } from '../src/load/prepare.js'
-import { aclsAllow, type CompiledSite } from '../src/policy/site.js'
+import { aclsAllow, selectNode } from '../src/policy/site.js'
 import { MAX_PROBLEMS } from '../src/load/translate.js'
 import { Ajv, type ErrorObject } from 'ajv'
 
@@ -77,9 +74,9 @@ function check(doc: unknown): 'accepted' | 'refused' {
   if (result.ok) {
     const compiled = result.compiled
     const scratch = new Uint32Array(compiled.words)
-    if (!isSite(compiled)) decide(compiled, createClientFacts(), scratch)
-    for (const host of isSite(compiled) ? compiled.hosts.keys() : []) {
-      const acls = selectNode(compiled as CompiledSite, host, '/live/a.m3u8?x')
+    if (compiled.catchAll !== null) aclsAllow(compiled.catchAll, createClientFacts(), scratch)
+    for (const host of compiled.hosts.keys()) {
+      const acls = selectNode(compiled, host, '/live/a.m3u8?x')
       if (acls === null) throw new Error(`host ${host} of the site is not selected`)
       aclsAllow(acls, createClientFacts(), scratch)
     }

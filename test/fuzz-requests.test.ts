@@ -259,7 +259,7 @@ t.test('every generated request: never a 5xx, and exactly the reference decision
       if (response.statusCode === 200) allowed++
       const expected = referenceAllows(remoteAddress, list) ? 200 : 403
       if (response.statusCode !== expected) {
-        throw new Error(`got ${response.statusCode}, the reference says ${expected}: ${JSON.stringify(app.cdniAuthz.explain({ socket: { remoteAddress }, raw: { rawHeaders: list.flat() } } as never))}`)
+        throw new Error(`got ${response.statusCode}, the reference says ${expected}: ${JSON.stringify(app.cdniAuthz.explain({ socket: { remoteAddress }, raw: { rawHeaders: list.flat(), headers: {} } } as never))}`)
       }
     }),
     { numRuns: RUNS, seed: Number(process.env.FUZZ_SEED ?? 20261122) },
@@ -279,7 +279,7 @@ t.test('header names as sent, in any case and with near misses: the walk agrees 
   let allowed = 0
   await fc.assert(
     fc.property(fc.oneof(anyRequest, plausibleRequest), ([remoteAddress, list]) => {
-      const explanation = app.cdniAuthz.explain({ socket: { remoteAddress }, raw: { rawHeaders: list.flat() } } as never)
+      const explanation = app.cdniAuthz.explain({ socket: { remoteAddress }, raw: { rawHeaders: list.flat(), headers: {} } } as never)
       if (explanation?.allowed) allowed++
       return explanation?.allowed === referenceAllows(remoteAddress, list)
     }),

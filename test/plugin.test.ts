@@ -256,7 +256,7 @@ t.test('the peer is classified once per connection; an unreadable peer address i
   const socket = new Socket()
   let address: string | undefined = 'nonsense'
   Object.defineProperty(socket, 'remoteAddress', { get: () => address })
-  const request = (xff: string) => ({ socket, raw: { rawHeaders: ['X-Forwarded-For', xff, 'X-Forwarded-Proto', 'http'] } }) as never
+  const request = (xff: string) => ({ socket, raw: { rawHeaders: ['X-Forwarded-For', xff, 'X-Forwarded-Proto', 'http'], headers: {} } }) as never
   t.match(app.cdniAuthz.explain(request('10.1.1.1')), { allowed: false }, 'no address: no source')
   address = '192.0.2.1'
   t.match(app.cdniAuthz.explain(request('10.1.1.1')), { allowed: true }, 'read again once the socket has an address: a trusted proxy')
@@ -277,7 +277,7 @@ t.test('requests from connections taking turns each get their own peer', async (
   }
   const proxy = socketOf('192.0.2.1')
   const client = socketOf('198.51.100.1')
-  const request = (socket: InstanceType<typeof Socket>) => ({ socket, raw: { rawHeaders: ['X-Forwarded-For', '10.1.1.1', 'X-Forwarded-Proto', 'http'] } }) as never
+  const request = (socket: InstanceType<typeof Socket>) => ({ socket, raw: { rawHeaders: ['X-Forwarded-For', '10.1.1.1', 'X-Forwarded-Proto', 'http'], headers: {} } }) as never
   const answers = [proxy, client, client, proxy, proxy, client].map((socket) => app.cdniAuthz.explain(request(socket))?.allowed)
   t.same(answers, [true, false, false, true, true, false], 'through our proxy the forwarded 10.1.1.1 decides; a direct client is its own source')
 })

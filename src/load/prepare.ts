@@ -4,18 +4,17 @@
  * million-prefix document never stalls content traffic) and directly in tests and the CLI.
  */
 import { createHash } from 'node:crypto'
-import { compilePolicy, type CompiledPolicy } from '../policy/compile.js'
+import { compilePolicy } from '../policy/compile.js'
 import { DEFAULT_LOAD_CONTEXT, type LoadContext, type LoadResult, type ValidationReport } from './translate.js'
 import { loadPolicyModel } from './delivery-criteria.js'
 import { parseMetadataText } from './parse-text.js'
 import type { Problem } from '../policy/model.js'
 import { isHostIndex, loadSiteModel, type SiteLoadResult } from './rfc8006.js'
-import { compileSite, type CompiledSite } from '../policy/site.js'
+import { compileCatchAll, compileSite, type CompiledSite } from '../policy/site.js'
 
-/** Either format, compiled: the seed's criteria as one policy, RFC 8006 as a site of hosts. */
-export type CompiledMetadata = CompiledPolicy | CompiledSite
-
-export const isSite = (compiled: CompiledMetadata): compiled is CompiledSite => 'kind' in compiled
+/** Either format, compiled to one shape: the seed's criteria as a site with one catch-all node,
+ * RFC 8006 as a site of hosts. Nothing downstream asks which format it was. */
+export type CompiledMetadata = CompiledSite
 
 export type Compilation = { ok: true; compiled: CompiledMetadata; warnings: Problem[] } | { ok: false; errors: Problem[]; warnings: Problem[] }
 
@@ -28,7 +27,7 @@ function loadMetadata(doc: unknown, context: LoadContext): LoadResult | SiteLoad
 export function compileMetadata(doc: unknown, context: LoadContext): Compilation {
   const loaded = loadMetadata(doc, context)
   if (!loaded.ok) return loaded
-  return { ok: true, compiled: 'site' in loaded ? compileSite(loaded.site) : compilePolicy(loaded.model), warnings: loaded.warnings }
+  return { ok: true, compiled: 'site' in loaded ? compileSite(loaded.site) : compileCatchAll(compilePolicy(loaded.model)), warnings: loaded.warnings }
 }
 
 export interface PreparedPolicy {
@@ -69,7 +68,7 @@ export function preparePolicy(text: string, context: LoadContext): PreparedPolic
 /** The buffers of a compiled policy, to transfer (not copy) across a worker boundary. */
 export function transferList(compiled: CompiledMetadata): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>()
-  for (const policy of isSite(compiled) ? compiled.policies : [compiled]) {
+  for (const policy of compiled.policies) {
     for (const field of [policy.subnetV4, policy.subnetV6, policy.subnet2V4, policy.subnet2V6, policy.msisdnNational, policy.msisdnInternational]) {
       buffers.add(field.table.entries.buffer as ArrayBuffer)
       buffers.add(field.table.index.buffer as ArrayBuffer)

@@ -10,9 +10,8 @@ import fp from 'fastify-plugin'
 import { classifyPeer, compileTrust, extractFromPeer, gatewayName, type PeerFacts, type TrustOptions } from '../facts/trust-walk.js'
 import { createClientFacts, factNames } from '../facts/facts.js'
 import { LRUCache } from 'lru-cache'
-import { FIELDS, type CompiledPolicy, type PolicySummary } from '../policy/compile.js'
-import { explain, type Explanation } from '../policy/explain.js'
-import { decide, describeDenial, isAllowed } from '../policy/decide.js'
+import { FIELDS, type PolicySummary } from '../policy/compile.js'
+import { describeDenial } from '../policy/decide.js'
 import { InvalidMetadataError } from '../errors.js'
 import { fillGeoFacts, geoContext, openGeoDatabases, type IpDatabase } from '../facts/ip-database.js'
 import { type LoadContext } from '../load/translate.js'
@@ -21,9 +20,9 @@ import type { Problem } from '../policy/model.js'
 import { maskMsisdn } from '../facts/msisdn.js'
 import { normalizeOptions } from './options.js'
 import { PolicyCompiler } from '../worker/client.js'
-import { compileMetadata, isSite, type CompiledMetadata, type PreparedPolicy, type RefusedPolicy } from '../load/prepare.js'
+import { compileMetadata, type PreparedPolicy, type RefusedPolicy } from '../load/prepare.js'
 import { canonicalPath, requestHost } from '../policy/request-target.js'
-import { explainSite, firstDenial, selectNode, type CompiledAcls, type CompiledSite, type Denial } from '../policy/site.js'
+import { explainSite, firstDenial, selectNode, type CompiledAcls, type CompiledSite, type Denial, type SiteExplanation } from '../policy/site.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
   /** The initial metadata document (parsed JSON, or JSON text). With none, every request is
@@ -94,7 +93,7 @@ export interface CdniAuthz {
   /** Counts of the live policy, or null. */
   readonly summary: PolicySummary | null
   /** Field-by-field explanation of the decision for a request, or null with no policy. */
-  explain(request: FastifyRequest): Explanation | null
+  explain(request: FastifyRequest): SiteExplanation | null
   /** Parses, validates and compiles JSON text in a worker thread, without touching the live
    * policy. Pair with `commit` to swap it in. */
   prepare(text: string): Promise<PreparedPolicy | RefusedPolicy>
@@ -171,7 +170,54 @@ const NO_NODE = Symbol('no node')
  * key characters both: a client may send 10,000 distinct URLs of 16 KB each, and 160 MB of keys
  * would be its doing.
  */
-const newSelectionCache = () => new LRUCache<string, CompiledAcls | typeof NO_NODE>({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_value, key) => key.length + 1 })
+type SelectionCache = LRUCache<string, CompiledAcls | typeof NO_NODE>
+const newSelectionCache = (): SelectionCache => new LRUCache({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_value, key) => key.length + 1 })
+
+/**
+ * The live policy and everything derived from it, swapped in by one assignment between two
+ * requests (the hook is synchronous), so a request never sees half of one swap.
+ */
+interface LiveState {
+  readonly site: CompiledSite
+  readonly version: number
+  /** Host and path selections, for a site of hosts; a catch-all site needs none. */
+  readonly selections: SelectionCache | null
+  /** Region bitsets of the largest policy, reused by every request. */
+  readonly scratch: Uint32Array
+  /** Whether some criterion reads the country (or subdivisions) or the AS number: only then are
+   * the databases asked. */
+  readonly needCountry: boolean
+  readonly needAsn: boolean
+}
+
+function liveState(site: CompiledSite, version: number): LiveState {
+  return {
+    site,
+    version,
+    selections: site.catchAll === null ? newSelectionCache() : null,
+    scratch: new Uint32Array(site.words),
+    needCountry: site.policies.some((p) => p.used[COUNTRY_FIELD] === true),
+    needAsn: site.policies.some((p) => p.used[ASN_FIELD] === true),
+  }
+}
+
+function newDecisionCounts(): DecisionCounts {
+  return {
+    allowed: 0,
+    denied: {
+      'no-policy': 0,
+      'no-rule-matched': 0,
+      'deny-rule': 0,
+      'no-host-matched': 0,
+      'bad-request-target': 0,
+      unenforceable: 0,
+      'unknowable-source': 0,
+      'unknowable-handset': 0,
+      'unknowable-msisdn': 0,
+      'unknowable-protocol': 0,
+    },
+  }
+}
 
 /** A connection: a TLS socket, or a plain one without `encrypted`. */
 type PeerSocket = Partial<TLSSocket>
@@ -197,33 +243,10 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     const info = (db: IpDatabase | null): DatabaseInfo | null => db && { path: db.path, type: db.type, built: db.built?.toISOString() ?? null }
     return { country: info(databases.country), asn: info(databases.asn) }
   }
-  // Looked up only when the live metadata has country (or subdivision) or AS criteria.
-  let needCountry = false
-  let needAsn = false
   const logMsisdn = options.logMsisdn
-  // One of the two is live: the seed's criteria (one policy), or RFC 8006 (a site of hosts).
-  let policy: CompiledPolicy | null = null
-  let site: CompiledSite | null = null
-  // Host and path selection, per live site: URLs repeat, and patterns are tried in order.
-  let selections = newSelectionCache()
-  let version = 0
-  let scratch = new Uint32Array(1)
+  let live: LiveState | null = null
   const facts = createClientFacts()
-  const counts: DecisionCounts = {
-    allowed: 0,
-    denied: {
-      'no-policy': 0,
-      'no-rule-matched': 0,
-      'deny-rule': 0,
-      'no-host-matched': 0,
-      'bad-request-target': 0,
-      unenforceable: 0,
-      'unknowable-source': 0,
-      'unknowable-handset': 0,
-      'unknowable-msisdn': 0,
-      'unknowable-protocol': 0,
-    },
-  }
+  const counts = newDecisionCounts()
   let compiler: PolicyCompiler | null = null
   // The peer is classified once per connection, and kept per instance (two instances may trust
   // different proxies) in a WeakMap, so that Node's socket objects are left as they are.
@@ -250,23 +273,10 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     return peer
   }
 
-  const swap = (compiled: CompiledMetadata, warnings: Problem[], nextVersion = version + 1): UpdateResult => {
-    // The swap: one assignment each, between two requests (the hook is synchronous).
-    scratch = new Uint32Array(compiled.words)
-    selections = newSelectionCache()
-    if (isSite(compiled)) {
-      site = compiled
-      policy = null
-    } else {
-      policy = compiled
-      site = null
-    }
-    const policies = isSite(compiled) ? compiled.policies : [compiled]
-    needCountry = policies.some((p) => p.used[COUNTRY_FIELD] === true)
-    needAsn = policies.some((p) => p.used[ASN_FIELD] === true)
-    version = nextVersion
+  const swap = (site: CompiledSite, warnings: Problem[], nextVersion = (live?.version ?? 0) + 1): UpdateResult => {
+    live = liveState(site, nextVersion)
     for (const warning of warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
-    return { version, warnings, summary: compiled.summary }
+    return { version: nextVersion, warnings, summary: site.summary }
   }
 
   const update = (doc: unknown): UpdateResult => {
@@ -284,21 +294,21 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
   fastify.decorate('cdniAuthz', {
     update,
     get loaded() {
-      return policy !== null || site !== null
+      return live !== null
     },
     get version() {
-      return version
+      return live?.version ?? 0
     },
     get summary() {
-      return (policy ?? site)?.summary ?? null
+      return live?.site.summary ?? null
     },
-    explain(request: FastifyRequest): Explanation | null {
-      const live = policy ?? site
-      if (live === null) return null
+    explain(request: FastifyRequest): SiteExplanation | null {
+      const state = live
+      if (state === null) return null
       const own = createClientFacts()
       extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, Date.now(), own)
       fillGeoFacts(databases, own, true, true)
-      return isSite(live) ? explainSite(live, hostOf(request), request.url, own) : explain(live, own)
+      return explainSite(state.site, hostOf(request), request.url, own)
     },
     prepare(text: string) {
       compiler ??= new PolicyCompiler()
@@ -334,32 +344,10 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
   })
   const optedOut = (request: FastifyRequest): boolean => someRouteOptedOut && request.routeOptions.config.cdniAuthz === false
 
-  /** How the request reached us, for deny lines. */
-  const via = (): string => gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct')
-
-  /**
-   * Settles a request with a fact the live policy reads (`reads`, FACT_* bits) made unknowable:
-   * counts, logs and answers the denial before any rule is tried (docs/TRUST.md), or lets an
-   * opted-out route through. False when there is no such fact.
-   */
-  const deniedAsUnknowable = (request: FastifyRequest, reply: FastifyReply, next: () => void, reads: number): boolean => {
-    const unknowable = facts.unknowable & reads
-    if (unknowable === 0) return false
-    if (optedOut(request)) {
-      next()
-      return true
-    }
-    const reason = unknowableReason(unknowable)
-    counts.denied[reason]++
-    if (logsAtInfo(request.log)) {
-      request.log.info({ cdniAuthz: { decision: 'deny', reason, unknowable: factNames(unknowable), via: via(), policyVersion: version } }, 'cdni-authz: request denied')
-    }
-    deny(reply)
-    return true
-  }
-
-  /** The site's ACLs for a request, through the selection cache. */
-  const select = (live: CompiledSite, request: FastifyRequest): CompiledAcls | null => {
+  /** The node governing a request: the catch-all, or a site's selection through its cache. */
+  const select = (state: LiveState, request: FastifyRequest): CompiledAcls | null => {
+    const { site, selections } = state
+    if (site.catchAll !== null || selections === null) return site.catchAll
     const url = request.url
     const query = url.indexOf('?')
     const host = hostOf(request)
@@ -367,61 +355,52 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     if (host === undefined) return null
     const key = `${host} ${query < 0 ? url : url.slice(0, query)}`
     let selected = selections.get(key)
-    if (selected === undefined) selections.set(key, (selected = selectNode(live, host, url) ?? NO_NODE))
+    if (selected === undefined) selections.set(key, (selected = selectNode(site, host, url) ?? NO_NODE))
     return selected === NO_NODE ? null : selected
   }
 
-  /** Counts, logs and answers a denial on a site: no node, an unenforceable object, or an ACL. */
-  const denySite = (request: FastifyRequest, reply: FastifyReply, acls: CompiledAcls | null, denial: Denial | null): void => {
-    const blocked = acls?.unenforceable[0]
-    let reason: DenyReason = 'no-host-matched'
-    let decidedBy: string | null = null
-    if (acls === null) {
-      // Selection found no node: no HostMatch for the host, or a target it refused.
-      if (canonicalPath(request.url, hostOf(request)) === null) reason = 'bad-request-target'
-    } else if (blocked !== undefined) {
-      reason = 'unenforceable'
-      decidedBy = blocked.pointer
-    } else if (denial !== null) {
-      reason = denial.rule < 0 ? 'no-rule-matched' : 'deny-rule'
-      decidedBy = denial.rule < 0 ? null : (denial.policy.rules[denial.rule] as { pointer: string }).pointer
-    }
+  /**
+   * Why a request was denied, counted, and logged in one line whatever the format: a fact the
+   * policy reads made unknowable (`unknowable`, FACT_* bits, decided before any rule), no node
+   * selected, an unenforceable object in force, or an ACL's rule. The line is built only for a
+   * logger that writes it: it walks the rules again to say what failed.
+   */
+  const denyRequest = (request: FastifyRequest, reply: FastifyReply, state: LiveState, unknowable: number, acls: CompiledAcls | null, denial: Denial | null): void => {
+    let reason: DenyReason
+    if (unknowable !== 0) reason = unknowableReason(unknowable)
+    else if (acls === null) reason = canonicalPath(request.url, hostOf(request)) === null ? 'bad-request-target' : 'no-host-matched'
+    else if (acls.unenforceable.length > 0) reason = 'unenforceable'
+    else reason = (denial as Denial).rule < 0 ? 'no-rule-matched' : 'deny-rule'
     counts.denied[reason]++
     if (logsAtInfo(request.log)) {
+      const explained = denial === null ? null : describeDenial(denial.policy, facts, state.scratch, denial.rule)
       request.log.info(
-        { cdniAuthz: { decision: 'deny', reason, node: acls?.pointer ?? null, rule: decidedBy, unenforceable: acls?.unenforceable.map((u) => u.type) ?? [], via: via(), policyVersion: version } },
+        {
+          cdniAuthz: {
+            decision: 'deny',
+            reason,
+            node: acls?.pointer ?? null,
+            rule: acls?.unenforceable[0]?.pointer ?? explained?.decidedBy ?? null,
+            failed: explained?.failed ?? [],
+            unknowable: factNames(unknowable),
+            unenforceable: acls?.unenforceable.map((u) => u.type) ?? [],
+            via: gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct'),
+            handset: facts.handsetFamily !== 0,
+            msisdn: facts.msisdn === null ? false : logMsisdn === 'off' ? true : logMsisdn === 'full' ? facts.msisdn.international : maskMsisdn(facts.msisdn.international),
+            policyVersion: state.version,
+          },
+        },
         'cdni-authz: request denied',
       )
     }
     deny(reply)
   }
 
-  /** The request path for RFC 8006 metadata, out of the main hook so that stays small for V8. */
-  const enforceSite = (liveSite: CompiledSite, request: FastifyRequest, reply: FastifyReply, next: () => void): void => {
-    extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, liveSite.usesTime ? Date.now() : 0, facts)
-    if (deniedAsUnknowable(request, reply, next, liveSite.reads)) return
-    if (needCountry || needAsn) fillGeoFacts(databases, facts, needCountry, needAsn)
-    const acls = select(liveSite, request)
-    // Each ACL is decided once: the denial found here is the one the deny line names.
-    const enforceable = acls !== null && acls.unenforceable.length === 0
-    const denial = enforceable ? firstDenial(acls, facts, scratch) : null
-    if (enforceable && denial === null) {
-      counts.allowed++
-      next()
-    } else if (optedOut(request)) {
-      next()
-    } else {
-      denySite(request, reply, acls, denial)
-    }
-  }
-
+  // One path for every policy: the facts, then a fact the policy reads made unknowable denies
+  // before any rule; else the node governing the request, and its ACLs, each decided once.
   fastify.addHook('onRequest', (request, reply, next) => {
-    const live = policy
-    if (live === null) {
-      if (site !== null) {
-        enforceSite(site, request, reply, next)
-        return
-      }
+    const state = live
+    if (state === null) {
       if (optedOut(request)) {
         next()
         return
@@ -431,43 +410,28 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
       deny(reply)
       return
     }
-    extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, live.usesTime ? Date.now() : 0, facts)
-    if (deniedAsUnknowable(request, reply, next, live.reads)) return
-    if (needCountry || needAsn) fillGeoFacts(databases, facts, needCountry, needAsn)
-    const rule = decide(live, facts, scratch)
-    if (isAllowed(live, rule)) {
-      counts.allowed++
-      next()
-      return
+    const site = state.site
+    extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, site.usesTime ? Date.now() : 0, facts)
+    const unknowable = facts.unknowable & site.reads
+    let acls: CompiledAcls | null = null
+    let denial: Denial | null = null
+    if (unknowable === 0) {
+      if (state.needCountry || state.needAsn) fillGeoFacts(databases, facts, state.needCountry, state.needAsn)
+      acls = select(state, request)
+      if (acls !== null && acls.unenforceable.length === 0) {
+        denial = firstDenial(acls, facts, state.scratch)
+        if (denial === null) {
+          counts.allowed++
+          next()
+          return
+        }
+      }
     }
     if (optedOut(request)) {
       next()
       return
     }
-    const reason: DenyReason = rule < 0 ? 'no-rule-matched' : 'deny-rule'
-    counts.denied[reason]++
-    if (!logsAtInfo(request.log)) {
-      // The deny line re-walks the rules to say which field failed: built only when written.
-      deny(reply)
-      return
-    }
-    const { decidedBy, failed } = describeDenial(live, facts, scratch, rule)
-    request.log.info(
-      {
-        cdniAuthz: {
-          decision: 'deny',
-          reason,
-          rule: decidedBy,
-          failed,
-          via: via(),
-          handset: facts.handsetFamily !== 0,
-          msisdn: facts.msisdn === null ? false : logMsisdn === 'off' ? true : logMsisdn === 'full' ? facts.msisdn.international : maskMsisdn(facts.msisdn.international),
-          policyVersion: version,
-        },
-      },
-      'cdni-authz: request denied',
-    )
-    deny(reply)
+    denyRequest(request, reply, state, unknowable, acls, denial)
   })
 }
 

@@ -1,7 +1,11 @@
 /**
- * RFC 8006 metadata compiled for the request path: host and path selection, then the ACLs of the
- * node selected. Hosts are a Map (exact, after normalizeHost); paths are tried in order at each
- * level, the first match descending into its own paths, the deepest match winning (its ACLs
+ * Compiled metadata as the request path sees it, whatever its format: a site, which selects the
+ * node governing a request, whose ACLs then decide. The delivery-criteria formats compile to a
+ * site with one catch-all node (every request, one policy); RFC 8006 to a site of hosts and
+ * paths. So the plugin has one enforcement path: select, decide, one deny line.
+ *
+ * RFC 8006 selection: hosts are a Map (exact, after normalizeHost); paths are tried in order at
+ * each level, the first match descending into its own paths, the deepest match winning (its ACLs
  * already carry what it inherited). No HostMatch for the request's host is a denial.
  *
  * Inherited ACLs are the same model objects as their parent's, so each is compiled once however
@@ -30,8 +34,10 @@ interface CompiledLevel {
 }
 
 export interface CompiledSite {
-  kind: 'site'
   hosts: Map<string, { acls: CompiledAcls; paths: CompiledLevel }>
+  /** The node of every request when the metadata names no hosts (the delivery-criteria
+   * formats); null for RFC 8006, whose requests are selected by host and path. */
+  catchAll: CompiledAcls | null
   /** Every distinct compiled policy, once. */
   policies: CompiledPolicy[]
   /** Scratch words the largest policy needs. */
@@ -66,8 +72,8 @@ export function compileSite(site: SiteModel): CompiledSite {
     for (const key of ['rules', 'regions', 'ipv4Prefixes', 'ipv6Prefixes', 'msisdnPrefixes', 'intervals'] as const) summary[key] += policy.summary[key]
   }
   return {
-    kind: 'site',
     hosts,
+    catchAll: null,
     policies,
     words: Math.max(1, ...policies.map((policy) => policy.words)),
     usesTime: policies.some((policy) => policy.usesTime),
@@ -76,11 +82,23 @@ export function compileSite(site: SiteModel): CompiledSite {
   }
 }
 
+/** One policy for every request (the delivery-criteria formats): a site of one catch-all node,
+ * whose pointer is the document's. */
+export function compileCatchAll(policy: CompiledPolicy): CompiledSite {
+  const catchAll: CompiledAcls = { pointer: '', policies: [policy], unenforceable: [] }
+  return { hosts: new Map(), catchAll, policies: [policy], words: policy.words, usesTime: policy.usesTime, reads: policy.reads, summary: policy.summary }
+}
+
+/** Whether the metadata named hosts (RFC 8006), rather than one policy for every request. */
+export const namesHosts = (site: CompiledSite): boolean => site.catchAll === null
+
 /**
  * The ACLs for a request's Host header and URL as sent, or null: no HostMatch for the host, or a
  * request-target refused by canonicalPath (request-target.ts), which also cuts query and fragment.
+ * A catch-all node governs every request.
  */
 export function selectNode(site: CompiledSite, hostHeader: string | undefined, url: string): CompiledAcls | null {
+  if (site.catchAll !== null) return site.catchAll
   const host = hostHeader === undefined ? null : normalizeHost(hostHeader)
   const entry = host === null ? undefined : site.hosts.get(host)
   if (entry === undefined) return null
@@ -134,7 +152,9 @@ export function explainSite(site: CompiledSite, hostHeader: string | undefined, 
     selected: acls.pointer,
     allowed: denying === undefined && unknowable.length === 0,
     unknowable,
-    decidedBy: denying === undefined ? acls.pointer : denying.decidedBy,
+    // Allowed: the catch-all's one policy names the rule that allowed; a selected node names
+    // itself, its ACLs having allowed together.
+    decidedBy: denying !== undefined ? denying.decidedBy : acls === site.catchAll ? (parts[0] as Explanation).decidedBy : acls.pointer,
     failed: [...new Set(parts.flatMap((part) => part.failed))],
     rules: parts.flatMap((part) => part.rules),
   }

@@ -15,7 +15,8 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { StateStore } from './state.js'
 import { UnsupportedPayloadError } from '../errors.js'
-import { isSite, type CompiledMetadata } from '../load/prepare.js'
+import type { CompiledMetadata } from '../load/prepare.js'
+import { namesHosts } from '../policy/site.js'
 import type { Problem } from '../policy/model.js'
 
 /** The document currently enforced, as pushed. */
@@ -205,7 +206,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: prepared.errors, warnings: prepared.warnings })
       }
-      if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !isSite(prepared.compiled)) {
+      if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !namesHosts(prepared.compiled)) {
         count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], warnings: [] })
       }

@@ -16,7 +16,7 @@ import { formatAddress } from '../facts/address.js'
 import { parseTimestamp, type LoadContext } from '../load/translate.js'
 import { parseMetadataText } from '../load/parse-text.js'
 import type { Problem } from '../policy/model.js'
-import { isSite, preparePolicy, validateMetadata } from '../load/prepare.js'
+import { preparePolicy, validateMetadata } from '../load/prepare.js'
 import { explainSite } from '../policy/site.js'
 import { createSurrogate } from './server.js'
 
@@ -252,7 +252,7 @@ async function check(argv: string[], io: Io): Promise<number> {
   const facts = createClientFacts()
   extractClientFacts(trust, values.peer, values.protocol === 'https', lines, now, facts)
   fillGeoFacts(databases, facts, true, true)
-  const explanation = isSite(prepared.compiled) ? explainSite(prepared.compiled, values.host as string | undefined, (values.url as string | undefined) ?? '/', facts) : explain(prepared.compiled, facts)
+  const explanation = explainSite(prepared.compiled, values.host as string | undefined, (values.url as string | undefined) ?? '/', facts)
   const factLine = {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),
     via: gatewayName(trust, facts.gateway) ?? 'direct',

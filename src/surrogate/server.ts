@@ -15,7 +15,8 @@ import { buildApi, timedFastify, type LiveDocument } from './api.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import type { Problem } from '../policy/model.js'
 import cdniAuthz, { hostOf } from '../plugin/plugin.js'
-import { isSite, type CompiledMetadata } from '../load/prepare.js'
+import type { CompiledMetadata } from '../load/prepare.js'
+import { namesHosts } from '../policy/site.js'
 import { normalizeHost } from '../policy/request-target.js'
 import { StateError, StateStore } from './state.js'
 
@@ -110,7 +111,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
    */
   const oneSite = config.origin !== null ? config.originHost === 'origin' : config.rootLayout === 'single'
   const refuse = (compiled: CompiledMetadata): Problem | null => {
-    if (!oneSite || !isSite(compiled) || compiled.hosts.size < 2) return null
+    if (!oneSite || !namesHosts(compiled) || compiled.hosts.size < 2) return null
     const second = [...compiled.hosts.values()][1] as { acls: { pointer: string } }
     const why =
       config.origin !== null
