@@ -15,6 +15,7 @@ import { formatAddress } from './address.js'
 import { parseMetadataText, parseTimestamp, type LoadContext } from './metadata.js'
 import type { Problem } from './model.js'
 import { isSite, preparePolicy, validateMetadata } from './prepare.js'
+import { canonicalPath } from './request-target.js'
 import { explainSite } from './site.js'
 import { createSurrogate } from './server.js'
 
@@ -265,7 +266,13 @@ async function check(argv: string[], io: Io): Promise<number> {
   } else {
     const verdict = explanation.allowed ? 'ALLOW' : 'DENY'
     const noHost = 'selected' in explanation && explanation.selected === null
-    const why = noHost ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}` : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
+    const url = (values.url as string | undefined) ?? '/'
+    const badTarget = noHost && canonicalPath(url, values.host as string | undefined) === null
+    const why = badTarget
+      ? `request target ${JSON.stringify(url)} refused (bad-request-target)`
+      : noHost
+        ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}`
+        : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
     io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`)
     io.stdout(`${describeExplanation(explanation)}\n`)
