@@ -3,14 +3,11 @@
 // content does not depend on the host, a document naming more than one host is refused.
 import t from 'tap'
 import fc from 'fast-check'
-import http from 'node:http'
-import net from 'node:net'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
 import { createSurrogate } from '../src/surrogate/server.js'
 import { canonicalPath } from '../src/policy/request-target.js'
-import { AUTH, config, start } from './helpers/surrogate.js'
+import { AUTH, config, echoOrigin, rawGet as raw, start } from './helpers/surrogate.js'
 
 const acl = (type: string, value: unknown) => ({ 'generic-metadata-type': type, 'generic-metadata-value': value })
 /** video.example.com denies /secret/* (and /secret itself); free.example.com allows everything. */
@@ -28,40 +25,6 @@ const TWO_HOSTS = {
 }
 const ONE_HOST = { hosts: [TWO_HOSTS.hosts[0]] }
 
-/** An origin that answers every request with the Host and path it received. */
-async function echoOrigin(t: { teardown: (fn: () => unknown) => void }) {
-  const seen: { host: string; url: string }[] = []
-  const server = http.createServer((request, response) => {
-    seen.push({ host: request.headers.host as string, url: request.url as string })
-    response.end(JSON.stringify(seen.at(-1)))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise((resolve) => server.close(resolve)))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen }
-}
-
-/** Sends a request target as given, with the Host given; resolves status and body. */
-function raw(contentUrl: string, target: string, host: string): Promise<{ status: number; body: string }> {
-  const { hostname, port } = new URL(contentUrl)
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), hostname, () => socket.write(Buffer.from(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n`, 'latin1')))
-    let data = ''
-    const done = () => {
-      socket.destroy()
-      resolve({ status: Number(data.slice(9, 12)), body: data.slice(data.indexOf('\r\n\r\n') + 4) })
-    }
-    socket.on('data', (chunk) => {
-      data += String(chunk)
-      // A proxied answer may keep the connection open whatever the request said: read its length.
-      const head = data.indexOf('\r\n\r\n')
-      const length = /\r\ncontent-length: *(\d+)/i.exec(data.slice(0, head))?.[1]
-      if (head >= 0 && length !== undefined && data.length - head - 4 >= Number(length)) done()
-    })
-    socket.on('error', reject)
-    socket.on('end', done)
-  })
-}
-
 t.test('origin mode: the origin is sent the Host the request was authorized for', async (t) => {
   const origin = await echoOrigin(t)
   const s = await start(config({ root: null, origin: origin.url }))
@@ -73,6 +36,9 @@ t.test('origin mode: the origin is sent the Host the request was authorized for'
   t.equal((await raw(s.contentUrl, '/secret/x.txt', 'video.example.com')).status, 403)
   t.same(JSON.parse((await raw(s.contentUrl, '/public/x.txt', 'Video.Example.COM')).body), { host: 'Video.Example.COM', url: '/public/x.txt' }, 'as the client wrote it')
   t.equal(origin.seen.length, 2, 'the denied request never reached the origin')
+  // Where every host is allowed, a request naming two hosts is let through with the origin's own.
+  t.equal((await s.push({ deliveryCriteria: [{ protocol: 'http' }] })).status, 200)
+  t.same(JSON.parse((await raw(s.contentUrl, '/x', 'free.example.com\r\nHost: video.example.com')).body), { host: new URL(origin.url).host, url: '/x' })
 })
 
 t.test('origin mode with originHost "origin": the origin URL\'s Host, so one host per document', async (t) => {
@@ -125,6 +91,7 @@ t.test('static, a folder per host: root/<host>/, as HostMatch compares hosts', a
   // Under the seed format every host is allowed: the host still picks the folder, and no host leaves the root.
   t.equal((await s.push({ deliveryCriteria: [{ protocol: 'http' }] })).status, 200)
   t.same(await raw(s.contentUrl, '/secret/x.txt', 'FREE.example.com'), { status: 200, body: 'free.example.com secret' })
+  t.equal((await raw(s.contentUrl, '/secret/x.txt', 'free.example.com\r\nHost: free.example.com')).status, 404, 'two Host lines name no folder')
   for (const host of ['..', '.', '.hidden', 'elsewhere.example', 'a b']) t.equal((await raw(s.contentUrl, '/hello.txt', host)).status, 404, `Host: ${host}`)
   t.equal((await raw(s.contentUrl, `/${'..%2F'.repeat(3)}hello.txt`, 'free.example.com')).status, 403, 'nor any path (the file server refuses it)')
 })

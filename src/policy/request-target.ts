@@ -15,8 +15,9 @@
  * plainly, any other as `%XX` in upper case, a stray `%` as `%25`; `%2F` is a `/`, runs of `/`
  * are one, and dot segments are removed (section 5.2.4). What the servers would read differently
  * from one another is refused (null): a backslash, plain or `%5C` (a `/` to the proxy, a
- * character to the file server), and any character outside visible ASCII (the WHATWG parser drops
- * tabs and newlines, and re-encodes other octets as UTF-8). So are targets that are not a path
+ * character to the file server), any character outside visible ASCII (the WHATWG parser drops
+ * tabs and newlines, and re-encodes other octets as UTF-8), and a `..` right after an empty
+ * segment (see canonicalForm). So are targets that are not a path
  * under the request's host: the asterisk and authority forms, and an absolute form that names a
  * scheme other than http(s), carries user information, or names a host other than the Host
  * header; and paths longer than MAX_PATH_LENGTH, the bound selection work is counted against.

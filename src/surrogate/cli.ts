@@ -17,6 +17,7 @@ import { parseTimestamp, type LoadContext } from '../load/translate.js'
 import { parseMetadataText } from '../load/parse-text.js'
 import type { Problem } from '../policy/model.js'
 import { preparePolicy, validateMetadata } from '../load/prepare.js'
+import { canonicalPath } from '../policy/request-target.js'
 import { explainSite } from '../policy/site.js'
 import { createSurrogate } from './server.js'
 
@@ -269,9 +270,15 @@ async function check(argv: string[], io: Io): Promise<number> {
   } else {
     const verdict = explanation.allowed ? 'ALLOW' : 'DENY'
     const noHost = 'selected' in explanation && explanation.selected === null
+    const url = (values.url as string | undefined) ?? '/'
+    const badTarget = noHost && canonicalPath(url, values.host as string | undefined) === null
     const why = explanation.unknowable.length > 0
       ? `unknowable: ${explanation.unknowable.join(', ')} (there, but not to be believed; denied before any rule)`
-      : noHost ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}` : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
+      : badTarget
+        ? `request target ${JSON.stringify(url)} refused (bad-request-target)`
+        : noHost
+          ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}`
+          : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
     io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`)
     io.stdout(`${describeExplanation(explanation)}\n`)

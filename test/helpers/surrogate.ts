@@ -1,4 +1,7 @@
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULTS, type ServerConfig } from '../../src/surrogate/config.js'
@@ -69,3 +72,37 @@ export async function start(cfg: ServerConfig): Promise<Running> {
 }
 
 export const allowing = (cidr: string) => ({ deliveryCriteria: [{ region: { subnet: cidr } }] })
+
+/** An origin that answers every request with the Host and path it received. */
+export async function echoOrigin(t: { teardown: (fn: () => unknown) => void }) {
+  const seen: { host: string; url: string }[] = []
+  const server = http.createServer((request, response) => {
+    seen.push({ host: request.headers.host as string, url: request.url as string })
+    response.end(JSON.stringify(seen.at(-1)))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen }
+}
+
+/** Sends a request target as given, with the Host given; resolves status and body. */
+export function rawGet(contentUrl: string, target: string, host: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(contentUrl)
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => socket.write(Buffer.from(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n`, 'latin1')))
+    let data = ''
+    const done = () => {
+      socket.destroy()
+      resolve({ status: Number(data.slice(9, 12)), body: data.slice(data.indexOf('\r\n\r\n') + 4) })
+    }
+    socket.on('data', (chunk) => {
+      data += String(chunk)
+      // A proxied answer may keep the connection open whatever the request said: read its length.
+      const head = data.indexOf('\r\n\r\n')
+      const length = /\r\ncontent-length: *(\d+)/i.exec(data.slice(0, head))?.[1]
+      if (head >= 0 && length !== undefined && data.length - head - 4 >= Number(length)) done()
+    })
+    socket.on('error', reject)
+    socket.on('end', done)
+  })
+}
