@@ -89,7 +89,9 @@ export async function echoOrigin(t: { teardown: (fn: () => unknown) => void }) {
 export function rawGet(contentUrl: string, target: string, host: string): Promise<{ status: number; body: string }> {
   const { hostname, port } = new URL(contentUrl)
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), hostname, () => socket.write(Buffer.from(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n`, 'latin1')))
+    // As the trusted proxy the test servers take 127.0.0.1 for: it names the client and the protocol.
+    const head = `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n`
+    const socket = net.connect(Number(port), hostname, () => socket.write(Buffer.from(head, 'latin1')))
     let data = ''
     const done = () => {
       socket.destroy()
