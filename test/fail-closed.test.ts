@@ -3,14 +3,27 @@
 // deny that comes from somewhere else cannot pass for this one).
 import t from 'tap'
 import Fastify from 'fastify'
+import { Writable } from 'node:stream'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import cdniAuthz, { type CdniAuthzOptions } from '../src/index.js'
+import { ASN, CITY } from './helpers/geo.js'
 
 const PROXY = '192.0.2.5'
 const GATEWAY = '203.0.113.10'
 const TRUST: CdniAuthzOptions = { trustedProxies: ['192.0.2.0/24'], gateways: [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }] }
 
-async function app(metadata: unknown, trust: CdniAuthzOptions = TRUST) {
-  const instance = Fastify({ logger: false })
+type LogLine = Record<string, unknown>
+
+/** An app for `metadata`; with `lines`, its log (pino, info and up) is written into them. */
+async function app(metadata: unknown, trust: CdniAuthzOptions = TRUST, lines?: LogLine[]) {
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      lines?.push(JSON.parse(String(chunk)) as LogLine)
+      callback()
+    },
+  })
+  const instance = Fastify({ logger: lines === undefined ? false : { level: 'info', stream } })
   await instance.register(cdniAuthz, { ...trust, metadata })
   instance.get('/content', async () => 'ok')
   t.teardown(() => instance.close())
@@ -19,7 +32,12 @@ async function app(metadata: unknown, trust: CdniAuthzOptions = TRUST) {
 }
 
 const criteria = (...entries: unknown[]) => ({ deliveryCriteria: entries })
+/** The load warnings the plugin logged, as `{ pointer, message }`. */
+const warningsIn = (lines: LogLine[]) =>
+  lines.filter((line) => line.msg === 'cdni-authz: metadata warning').map((line) => (line.cdniAuthz as { warning: unknown }).warning)
 const MSISDN = { 'x-up-calling-line-id': '8613503812345' }
+const GB = '81.2.69.142' // GB in the test's City database
+const TELSTRA = '1.130.1.1' // AS 1221 in the test's AS database
 
 t.test('subnet: no source address, no match', async (t) => {
   const get = await app(criteria({ region: { subnet: ['10.0.0.0/8', '192.0.2.0/24', '0.0.0.0/0'] } }))
@@ -58,10 +76,28 @@ t.test('msdnPrefix: no subscriber number, no match', async (t) => {
 })
 
 t.test('country and bgpAs: no database, no match (and a load warning says so)', async (t) => {
-  for (const region of [{ country: 'CN' }, { bgpAs: 64496 }]) {
-    const get = await app(criteria({ region }, { region: { subnet: '10.0.0.0/8' } }))
+  const dir = t.testdir({})
+  const cityPath = join(dir, 'city.mmdb')
+  const asnPath = join(dir, 'asn.mmdb')
+  writeFileSync(cityPath, CITY)
+  writeFileSync(asnPath, ASN)
+  const cases = [
+    { region: { country: 'GB' }, source: GB, databases: { countryDb: cityPath }, warning: 'country needs a country database and none is configured: regions using it never match' },
+    { region: { bgpAs: 1221 }, source: TELSTRA, databases: { asnDb: asnPath }, warning: 'bgpAs needs an AS-number database and none is configured: regions using it never match' },
+  ]
+  for (const { region, source, databases, warning } of cases) {
+    const name = Object.keys(region)[0] as string
+    const metadata = criteria({ region }, { region: { subnet: '10.0.0.0/8' } })
+    const withDatabase: LogLine[] = []
+    const established = await app(metadata, { ...TRUST, ...databases }, withDatabase)
+    t.equal(await established(source), 200, `${name} established from a database: allowed`)
+    t.same(warningsIn(withDatabase), [], `${name}: with a database, no load warning`)
+    const lines: LogLine[] = []
+    const get = await app(metadata, { ...TRUST, countryDb: false }, lines)
+    t.same(warningsIn(lines), [{ pointer: `/deliveryCriteria/0/region/${name}`, message: warning }], `${name}: the load warning names the criterion and says it never matches`)
+    t.equal(await get(source), 403, `${name} without a database never matches`)
+    t.equal(await get('198.51.100.7'), 403, `${name} without a database never matches, for any address`)
     t.equal(await get('10.1.2.3'), 200, 'another region still matches')
-    t.equal(await get('198.51.100.7'), 403, `${Object.keys(region)[0]} without a database never matches`)
   }
 })
 
@@ -73,9 +109,11 @@ t.test('protocol: unknown, no match', async (t) => {
   t.equal(await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': ['https', 'https'] }), 403, 'our proxy said it twice')
 })
 
-t.test('timeWindow: the clock is always known; outside the window, no match', async (t) => {
+t.test('timeWindow: the clock is always known; inside the window allowed, outside no match', async (t) => {
+  const inside = await app(criteria({ timeWindow: { startTime: '2000-01-01T00:00:00Z', endTime: '2100-01-01T00:00:00Z' } }))
+  t.equal(await inside('10.1.2.3'), 200, 'established: the clock is inside the window')
   const get = await app(criteria({ timeWindow: { startTime: '2000-01-01T00:00:00Z', endTime: '2001-01-01T00:00:00Z' } }))
-  t.equal(await get('10.1.2.3'), 403)
+  t.equal(await get('10.1.2.3'), 403, 'the window has ended')
 })
 
 t.test('metadata the edge does not understand is refused whole, and with no policy every request is denied', async (t) => {

@@ -114,14 +114,28 @@ t.test('time windows are [startTime, endTime) against the server clock', async (
   t.equal(await get(app, '10.0.0.1'), 403, 'outside both windows')
 })
 
+const MOBILE_REGION = { gateways, metadata: { deliveryCriteria: [{ region: { subnet2: '10.5.31.0/24', msdnPrefix: '+86135038' } }] } }
+
 t.test('a region matches only when every field in it matches', async (t) => {
-  const lines: Record<string, unknown>[] = []
-  const app = await build({ gateways, metadata: { deliveryCriteria: [{ region: { subnet2: '10.5.31.0/24', msdnPrefix: '+86135038' } }] } }, lines)
+  const app = await build(MOBILE_REGION)
   t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613503800000' }), 200)
   t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613603800000' }), 403, 'handset matches, MSISDN does not')
   t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.32.9', 'x-up-calling-line-id': '8613503800000' }), 403, 'MSISDN matches, handset does not')
+})
+
+t.test('a subscriber who moved to Wi-Fi is denied, and the deny line says direct, no handset, no MSISDN', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build(MOBILE_REGION, lines)
   t.equal(await get(app, '198.51.100.1', { 'x-forwarded-for': '10.5.31.9' }), 403, 'the handset moved to Wi-Fi: no gateway, no mobile facts')
   t.match(lines.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { via: 'direct', handset: false, msisdn: false, failed: ['region'] } }, 'the deny line makes the Wi-Fi case recognisable')
+})
+
+t.test('MSISDNs stay out of deny lines unless logMsisdn says full or masked', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build(MOBILE_REGION, lines)
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613603800000' }), 403, 'denied with the MSISDN known')
+  t.equal(await get(app, '203.0.113.1', { 'x-forwarded-for': '10.5.32.9', 'x-up-calling-line-id': '8613503800000' }), 403, 'denied with the MSISDN known')
+  t.match(lines.filter((l) => l.cdniAuthz), [{ cdniAuthz: { msisdn: true } }, { cdniAuthz: { msisdn: true } }], 'the deny lines say a number was there')
   t.notMatch(JSON.stringify(lines), /8613[56]038/, 'no MSISDN in the logs')
   const full: Record<string, unknown>[] = []
   const fullApp = await build({ gateways, logMsisdn: 'full', metadata: { deliveryCriteria: [{ region: { msdnPrefix: '139' } }] } }, full)
@@ -131,16 +145,42 @@ t.test('a region matches only when every field in it matches', async (t) => {
   const maskedApp = await build({ gateways, logMsisdn: 'masked', metadata: { deliveryCriteria: [{ region: { msdnPrefix: '139' } }] } }, masked)
   t.equal(await get(maskedApp, '203.0.113.1', { 'x-up-calling-line-id': '8613503800000' }), 403)
   t.match(masked.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { msisdn: '86135xxxxxxxx' } }, 'logMsisdn masked keeps five digits')
+})
+
+t.test('a request with no usable peer address is denied, and the deny line says no-source', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build(MOBILE_REGION, lines)
   t.equal(await get(app, 'not-an-address'), 403)
   t.match(lines.filter((l) => l.cdniAuthz).at(-1), { cdniAuthz: { via: 'no-source' } })
 })
 
-t.test('IPv6 sources, and country/AS criteria that cannot match without a database', async (t) => {
-  const app = await build({ metadata: { deliveryCriteria: [{ region: { subnet: '2001:db8::/32' } }, { region: { country: 'CN' } }, { region: { bgpAs: 9808 } }] } })
+t.test('IPv6 sources match IPv6 prefixes; an address outside them, or IPv4-mapped, does not', async (t) => {
+  const app = await build({ countryDb: false, metadata: { deliveryCriteria: [{ region: { subnet: '2001:db8::/32' } }, { region: { country: 'CN' } }, { region: { bgpAs: 9808 } }] } })
   t.equal(await get(app, '2001:db8::1'), 200)
   t.equal(await get(app, '2001:db9::1'), 403)
   t.equal(await get(app, '::ffff:10.0.0.1'), 403)
   t.match(app.cdniAuthz.summary, { regions: 3, ipv6Prefixes: 1 })
+})
+
+t.test('country and AS criteria cannot match without a database, and registration logs a warning for each', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const app = await build({ countryDb: false, metadata: { deliveryCriteria: [{ region: { subnet: '2001:db8::/32' } }, { region: { country: 'CN' } }, { region: { bgpAs: 9808 } }] } }, lines)
+  t.same(app.cdniAuthz.databases, { country: null, asn: null }, 'no country database, no AS database')
+  t.match(
+    lines.filter((l) => l.msg === 'cdni-authz: metadata warning'),
+    [
+      { level: 40, cdniAuthz: { warning: { pointer: '/deliveryCriteria/1/region/country', message: 'country needs a country database and none is configured: regions using it never match' } } },
+      { level: 40, cdniAuthz: { warning: { pointer: '/deliveryCriteria/2/region/bgpAs', message: 'bgpAs needs an AS-number database and none is configured: regions using it never match' } } },
+    ],
+  )
+  t.equal(lines.filter((l) => l.msg === 'cdni-authz: metadata warning').length, 2, 'one warning per criterion')
+  t.equal(await get(app, '223.5.5.5'), 403, 'an address in China, with no country database')
+  t.equal(await get(app, '2001:db8::1'), 200, 'the subnet region still matches')
+  const bundled: Record<string, unknown>[] = []
+  const withCountries = await build({ metadata: { deliveryCriteria: [{ region: { country: 'CN' } }, { region: { bgpAs: 9808 } }] } }, bundled)
+  t.equal(await get(withCountries, '223.5.5.5'), 200, 'the same address, with the bundled country database')
+  t.match(bundled.filter((l) => l.msg === 'cdni-authz: metadata warning'), [{ cdniAuthz: { warning: { pointer: '/deliveryCriteria/1/region/bgpAs' } } }], 'only the AS criterion is warned about then')
+  t.equal(bundled.filter((l) => l.msg === 'cdni-authz: metadata warning').length, 1)
 })
 
 t.test('single-field regions of every kind merge per clause and still match', async (t) => {
@@ -187,9 +227,21 @@ t.test('explain() tells field by field what matched', async (t) => {
   })
   await app.inject({ url: '/explain', remoteAddress: '203.0.113.1', headers: { 'x-forwarded-for': '10.5.31.9', 'x-up-calling-line-id': '8613503800000', 'x-forwarded-proto': 'https' } })
   t.match(explanation, { allowed: false, failed: ['protocol'] }, 'X-Forwarded-Proto from a gateway is not believed')
+})
+
+t.test('explain() names the first of two matching profiles as the one that decides', async (t) => {
+  const app = await build({})
+  let explanation: unknown
+  app.get('/explain', { config: { cdniAuthz: false } }, async (request) => {
+    explanation = app.cdniAuthz.explain(request)
+    return 'x'
+  })
   app.cdniAuthz.update({ deliveryProfiles: [1, 2].map((n) => ({ deliveryCriteria: [{ protocol: 'http' }], deliveryRules: { allow: n === 2 } })) })
   await app.inject({ url: '/explain', remoteAddress: '203.0.113.1' })
   t.match(explanation, { allowed: false, decidedBy: '/deliveryProfiles/0', failed: [], rules: [{ matched: true }, { matched: true }] }, 'the first of two matching profiles decides')
+})
+
+t.test('explain() gives null while no policy is loaded', async (t) => {
   const empty = await build({})
   empty.get('/explain', { config: { cdniAuthz: false } }, async (request) => String(empty.cdniAuthz.explain(request)))
   t.equal((await empty.inject({ url: '/explain', remoteAddress: '10.0.0.1' })).body, 'null', 'no policy, nothing to explain')

@@ -92,14 +92,25 @@ t.test('explain() and a switch back to the seed format', async (t) => {
   t.notOk('hosts' in (app.cdniAuthz.summary ?? {}), 'the seed format is live again')
 })
 
-t.test('a refused RFC 8006 update keeps the live policy; opted-out routes stay open; buffers cross to the worker', async (t) => {
+t.test('a refused RFC 8006 update keeps the live policy', async (t) => {
+  const app = await build(SITE)
+  t.throws(() => app.cdniAuthz.update({ hosts: [{ host: 'x' }] }), { statusCode: 400, errors: [{ pointer: '/hosts/0/host-metadata' }] })
+  t.match(app.cdniAuthz.summary, { hosts: 2 })
+  t.equal(app.cdniAuthz.version, 1, 'the refused document is not counted')
+  const get = (remoteAddress: string) => app.inject({ url: '/a.mp4', remoteAddress, headers: { host: 'video.example.com' } }).then((r) => r.statusCode)
+  t.equal(await get('10.1.1.1'), 200, "the live document's LocationACL still allows")
+  t.equal(await get('11.1.1.1'), 403, 'and still denies')
+})
+
+t.test('a route that opted out is served on a host no HostMatch covers', async (t) => {
   const app = Fastify()
   await app.register(cdniAuthz, { metadata: SITE })
   app.get('/status', { config: { cdniAuthz: false } }, async () => 'up')
   t.teardown(() => app.close())
-  t.throws(() => app.cdniAuthz.update({ hosts: [{ host: 'x' }] }), { statusCode: 400, errors: [{ pointer: '/hosts/0/host-metadata' }] })
-  t.match(app.cdniAuthz.summary, { hosts: 2 })
   t.equal((await app.inject({ url: '/status', remoteAddress: '11.1.1.1', headers: { host: 'nowhere.example' } })).statusCode, 200)
+})
+
+t.test('the tables of every distinct policy of a site are in its transfer list, so they cross to the worker', async (t) => {
   const compiled = compileMetadata(SITE, { gatewaysConfigured: false, countryDatabase: false, asnDatabase: false })
   if (!compiled.ok) throw new Error('SITE is valid')
   const site = compiled.compiled as CompiledSite
@@ -108,7 +119,7 @@ t.test('a refused RFC 8006 update keeps the live policy; opted-out routes stay o
   t.ok(site.policies.every((policy) => list.includes(policy.subnetV4.table.entries.buffer as ArrayBuffer) && list.includes(policy.subnetV4.bits.buffer as ArrayBuffer)), 'the tables of every distinct policy are transferred')
 })
 
-t.test('several ACLs in force: the one that denies is named; time windows read the clock; quiet loggers get no deny line', async (t) => {
+t.test('with several ACLs in force, the deny line names the one that denied', async (t) => {
   const lines: Record<string, unknown>[] = []
   const app = await build(
     {
@@ -125,12 +136,43 @@ t.test('several ACLs in force: the one that denies is named; time windows read t
   )
   t.equal((await app.inject({ url: '/', remoteAddress: '10.1.1.1', headers: { host: 'a.example' } })).statusCode, 403)
   t.match(lines.find((line) => line.msg === 'cdni-authz: request denied'), { cdniAuthz: { reason: 'deny-rule', rule: '/hosts/0/host-metadata/metadata/2/generic-metadata-value/protocol-acl/0' } })
-  const quiet = Fastify({ logger: { level: 'warn' } })
+})
+
+t.test('a TimeWindowACL reads the clock: a window around now allows, one that has ended denies', async (t) => {
+  const lines: Record<string, unknown>[] = []
+  const now = Math.floor(Date.now() / 1000)
+  const window = (start: number, end: number) => acl('MI.TimeWindowACL', { times: [{ action: 'allow', windows: [{ start, end }] }] })
+  const app = await build(
+    {
+      hosts: [
+        { host: 'open.example', 'host-metadata': { metadata: [window(now - 3600, now + 3600)] } },
+        { host: 'ended.example', 'host-metadata': { metadata: [window(now - 7200, now - 3600)] } },
+      ],
+    },
+    lines,
+  )
+  const get = (host: string) => app.inject({ url: '/', remoteAddress: '10.1.1.1', headers: { host } }).then((r) => r.statusCode)
+  t.equal(await get('open.example'), 200, 'inside the window')
+  t.equal(await get('ended.example'), 403, 'after the window')
+  t.match(lines.find((line) => line.msg === 'cdni-authz: request denied'), { cdniAuthz: { reason: 'no-rule-matched', node: '/hosts/1' } })
+})
+
+t.test('a logger quieter than info gets no deny line, and the denial is still counted', async (t) => {
+  const written: string[] = []
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      written.push(String(chunk))
+      callback()
+    },
+  })
+  const quiet = Fastify({ logger: { level: 'warn', stream } })
   await quiet.register(cdniAuthz, { metadata: SITE })
   quiet.get('/*', async () => 'ok')
   t.teardown(() => quiet.close())
+  t.match(written.join(''), /cdni-authz: metadata warning/, 'the logger is captured: the load warnings are written')
   t.equal((await quiet.inject({ url: '/', remoteAddress: '11.1.1.1', headers: { host: 'video.example.com' } })).statusCode, 403)
   t.equal(quiet.cdniAuthz.counts.denied['no-rule-matched'], 1)
+  t.notMatch(written.join(''), /cdni-authz: request denied/, 'no deny line written')
 })
 
 t.test('enforcedElsewhere: types the edge enforces elsewhere do not deny', async (t) => {
