@@ -8,12 +8,11 @@
  * then swapped in and acknowledged. Any failure before the swap leaves the live policy as it was.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { createServer as createHttpServer } from 'node:http'
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyHttpsOptions, type FastifyServerFactory, type FastifyServerOptions } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { StateStore } from './state.js'
+import { timedFastify, type Tls } from './timed-fastify.js'
 import { UnsupportedPayloadError } from '../errors.js'
 import { isSite, type CompiledMetadata } from '../load/prepare.js'
 import type { Problem } from '../policy/model.js'
@@ -58,23 +57,6 @@ function listMatches(header: string, etag: string | null): boolean {
 
 function problem(reply: FastifyReply, statusCode: number, error: string, message: string, extra: object = {}): FastifyReply {
   return reply.code(statusCode).send({ statusCode, error, message, ...extra })
-}
-
-/** TLS material for a listener. */
-export type Tls = { cert: Buffer; key: Buffer }
-
-/**
- * A Fastify instance (HTTPS when `tls` is given) whose server cuts off a client that trickles its
- * request (slowloris): 408 once `requestTimeout` ms have passed, then the socket closes. The
- * server is built by a `serverFactory` because Node looks for such requests only every 30 s
- * unless told at construction, and Fastify does not pass that setting on (a stalled body was
- * answered after 60 s, not 1.5; found by test/push-abuse.test.ts). Both listeners use it.
- */
-export function timedFastify(options: FastifyServerOptions, tls: Tls | null, requestTimeout: number): FastifyInstance {
-  const settings = { requestTimeout, connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeout / 2)) }
-  const serverFactory: FastifyServerFactory = (handler) => (tls ? createHttpsServer({ ...tls, ...settings }, handler) : createHttpServer(settings, handler))
-  // With TLS, `https` still goes to Fastify: it is what makes listen() answer https:// addresses.
-  return (tls ? Fastify({ ...options, serverFactory, https: tls } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify({ ...options, serverFactory })) as unknown as FastifyInstance
 }
 
 export function buildApi(options: ApiOptions): FastifyInstance {
