@@ -9,9 +9,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { StateStore } from './state.js'
+import { createMetrics, type PushResult } from './metrics.js'
 import { timedFastify, type Tls } from './timed-fastify.js'
 import { UnsupportedPayloadError } from '../errors.js'
 import { isSite, type CompiledMetadata } from '../load/prepare.js'
@@ -38,8 +38,6 @@ export interface ApiOptions {
   /** Why a valid document cannot be served here (the surrogate's content would not follow it), or null. */
   refuse?: (compiled: CompiledMetadata) => Problem | null
 }
-
-export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
 
 /**
  * The routes anyone may call, as the router names them (method and pattern): probes and metrics,
@@ -75,50 +73,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   let live = options.live
   const expected = digest(`Bearer ${options.token}`)
 
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  const pushes = new Counter({ name: 'cdni_authz_push_total', help: 'Metadata pushes by result', labelNames: ['result'], registers: [registry] })
-  new Counter({
-    name: 'cdni_authz_decisions_total',
-    help: 'Authorization decisions by outcome and reason',
-    labelNames: ['outcome', 'reason'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      this.inc({ outcome: 'allow', reason: 'rule' }, authz.counts.allowed)
-      for (const [reason, count] of Object.entries(authz.counts.denied)) this.inc({ outcome: 'deny', reason }, count)
-    },
-  })
-  new Gauge({
-    name: 'cdni_authz_policy_version',
-    help: 'Version of the live policy (0: none)',
-    registers: [registry],
-    collect() {
-      this.set(authz.version)
-    },
-  })
-  new Gauge({
-    name: 'cdni_authz_policy_compile_seconds',
-    help: 'Time the live policy took to validate and compile',
-    registers: [registry],
-    collect() {
-      this.set(live?.compileSeconds ?? 0)
-    },
-  })
-  new Gauge({
-    name: 'cdni_authz_policy_prefixes',
-    help: 'Prefixes in the live policy, by kind',
-    labelNames: ['kind'],
-    registers: [registry],
-    collect() {
-      const summary = authz.summary
-      this.set({ kind: 'ipv4' }, summary?.ipv4Prefixes ?? 0)
-      this.set({ kind: 'ipv6' }, summary?.ipv6Prefixes ?? 0)
-      this.set({ kind: 'msisdn' }, summary?.msisdnPrefixes ?? 0)
-    },
-  })
+  const metrics = createMetrics(authz, () => live?.compileSeconds ?? 0)
   const count = (result: PushResult): void => {
-    pushes.inc({ result })
+    metrics.countPush(result)
   }
 
   // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
@@ -227,8 +184,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     authz.loaded ? reply.send({ status: 'ready', version: authz.version }) : problem(reply, 503, 'Service Unavailable', 'no policy loaded yet'),
   )
   api.get('/metrics', async (_request, reply) => {
-    reply.type(registry.contentType)
-    return registry.metrics()
+    reply.type(metrics.contentType)
+    return metrics.text()
   })
   return api
 }
