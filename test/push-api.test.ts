@@ -44,6 +44,8 @@ t.test('PUT, GET and HEAD /cdni/metadata with ETags, over real HTTP', async (t) 
   t.equal(await s.fetchAs('10.1.1.1'), 403)
   t.equal(await s.fetchAs('11.1.1.1'), 200)
   t.equal((await s.push(allowing('12.0.0.0/8'), { 'if-match': '*' })).status, 200, 'If-Match: * with a live document')
+  const metrics = await (await fetch(`${s.apiUrl}/metrics`)).text()
+  for (const line of ['cdni_authz_push_total{result="precondition_failed"} 4', 'cdni_authz_push_total{result="accepted"} 3']) t.ok(metrics.includes(line), line)
 })
 
 t.test('refusals: 400 with every error, 401, 413, 415, and the live policy untouched', async (t) => {
@@ -67,6 +69,8 @@ t.test('refusals: 400 with every error, 401, 413, 415, and the live policy untou
   t.equal((await s.push(allowing('11.0.0.0/8'), { 'content-type': 'text/plain' })).status, 415)
   const huge = { deliveryCriteria: [{ region: { subnet: Array.from({ length: 400 }, (_, i) => `10.${i % 250}.0.0/16`) } }] }
   t.equal((await s.push(huge)).status, 413)
+  const elsewhere = await fetch(`${s.apiUrl}/cdni/other`, { method: 'PUT', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify(huge) })
+  t.equal(elsewhere.status, 413, 'too large on another path too, where it is no push: too_large below stays 1')
   t.equal(await s.fetchAs('10.1.1.1'), 200, 'the first policy is still live')
   t.equal(await s.fetchAs('11.1.1.1'), 403)
   const metrics = await (await fetch(`${s.apiUrl}/metrics`)).text()
@@ -126,6 +130,7 @@ t.test('a state directory that cannot be written: 503, and the live policy keeps
   const refused = await s.push(allowing('10.0.0.0/8'))
   t.equal(refused.status, 503)
   t.match(await refused.json(), { message: /could not store the document \((ENOTDIR|EEXIST)\); the live policy is unchanged/ })
+  t.ok((await (await fetch(`${s.apiUrl}/metrics`)).text()).includes('cdni_authz_push_total{result="storage_error"} 1'), 'counted as a storage error')
   t.equal(await s.fetchAs('10.1.1.1'), 403, 'still no policy: nothing was swapped in')
   t.equal(readFileSync(cfg.stateDir, 'utf8'), 'a file where the directory should be')
 })
@@ -198,6 +203,7 @@ t.test('an unexpected failure inside a push is a logged 500, and changes nothing
   const response = await api.inject({ method: 'PUT', url: '/cdni/metadata', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{}' })
   t.equal(response.statusCode, 500)
   t.match(lines.join(''), /worker vanished/)
+  t.notMatch((await api.inject({ url: '/metrics' })).body, /cdni_authz_push_total\{/, 'a failure of ours is no push result')
 })
 
 t.test('an origin that is down: the allowed request fails upstream, and the failure is logged', async (t) => {

@@ -53,6 +53,16 @@ function listMatches(header: string, etag: string | null): boolean {
   return etag !== null && header.split(',').some((candidate) => candidate.trim() === etag)
 }
 
+/** How a push ended, by the status of its answer. A 500 is none of these: it is logged, not counted. */
+const PUSH_RESULTS: ReadonlyMap<number, PushResult> = new Map([
+  [200, 'accepted'],
+  [400, 'invalid'],
+  [412, 'precondition_failed'],
+  [413, 'too_large'],
+  [415, 'unsupported_media_type'],
+  [503, 'storage_error'],
+])
+
 function problem(reply: FastifyReply, statusCode: number, error: string, message: string, extra: object = {}): FastifyReply {
   return reply.code(statusCode).send({ statusCode, error, message, ...extra })
 }
@@ -74,9 +84,6 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const expected = digest(`Bearer ${options.token}`)
 
   const metrics = createMetrics(authz, () => live?.compileSeconds ?? 0)
-  const count = (result: PushResult): void => {
-    metrics.countPush(result)
-  }
 
   // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
   api.removeAllContentTypeParsers()
@@ -110,15 +117,23 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       done()
       return
     }
-    count('unauthorized')
     reply.header('www-authenticate', 'Bearer realm="cdni-authz"')
     problem(reply, 401, 'Unauthorized', 'a valid bearer token is required')
   })
+  // Pushes are counted by their answer, whichever part of Fastify gave it (a 413 or 415 comes
+  // from body parsing, before the handler), and so is every request the token check turned away,
+  // on any route: a probe of another path is a push attempt too.
+  api.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions
+    const push = !request.is404 && route.method === 'PUT' && route.url === '/cdni/metadata'
+    const result = reply.statusCode === 401 ? 'unauthorized' : push ? PUSH_RESULTS.get(reply.statusCode) : undefined
+    if (result !== undefined) metrics.countPush(result)
+    done()
+  })
+
   api.addHook('onError', (request, _reply, error, done) => {
     const status = (error as { statusCode?: number }).statusCode
     if (status === undefined || status >= 500) request.log.error({ err: error }, 'push API request failed')
-    if (request.method === 'PUT' && status === 413) count('too_large')
-    if (request.method === 'PUT' && status === 415) count('unsupported_media_type')
     done()
   })
 
@@ -135,36 +150,30 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const ifNoneMatch = request.headers['if-none-match']
       const current = live?.etag ?? null
       if ((typeof ifMatch === 'string' && !listMatches(ifMatch, current)) || (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))) {
-        count('precondition_failed')
         return problem(reply, 412, 'Precondition Failed', `the live document's ETag is ${current ?? '(none)'}`)
       }
       const text = request.body as string
       const prepared = await authz.prepare(text)
       if (!prepared.ok) {
-        count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: prepared.errors, warnings: prepared.warnings })
       }
       if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !isSite(prepared.compiled)) {
-        count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], warnings: [] })
       }
       const refusal = options.refuse?.(prepared.compiled) ?? null
       if (refusal !== null) {
-        count('invalid')
         return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [refusal], warnings: prepared.warnings })
       }
       const version = authz.version + 1
       try {
         await store.write(text, version)
       } catch (err) {
-        count('storage_error')
         request.log.error({ err }, 'cdni-authz: could not store accepted metadata')
         // fs errors always carry a code; the path stays out of the response.
         return problem(reply, 503, 'Service Unavailable', `could not store the document (${(err as NodeJS.ErrnoException).code as string}); the live policy is unchanged`)
       }
       const result = authz.commit(prepared, version)
       live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
-      count('accepted')
       request.log.info({ cdniAuthz: { version, etag: prepared.etag, summary: result.summary, warnings: result.warnings.length } }, 'cdni-authz: metadata accepted')
       reply.header('etag', prepared.etag)
       return { version, etag: prepared.etag, warnings: result.warnings, summary: result.summary }
