@@ -8,12 +8,21 @@
  * then swapped in and acknowledged. Any failure before the swap leaves the live policy as it was.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { StateStore } from './state.js'
 import { createMetrics, type PushResult } from './metrics.js'
 import { timedFastify, type Tls } from './timed-fastify.js'
-import { UnsupportedPayloadError } from '../errors.js'
+import {
+  MetadataRefusedError,
+  NoMetadataError,
+  NotReadyError,
+  PreconditionFailedError,
+  StorageUnavailableError,
+  UnauthorizedError,
+  UnsupportedPayloadError,
+} from '../errors.js'
 import { isSite, type CompiledMetadata } from '../load/prepare.js'
 import type { Problem } from '../policy/model.js'
 
@@ -63,9 +72,10 @@ const PUSH_RESULTS: ReadonlyMap<number, PushResult> = new Map([
   [503, 'storage_error'],
 ])
 
-function problem(reply: FastifyReply, statusCode: number, error: string, message: string, extra: object = {}): FastifyReply {
-  return reply.code(statusCode).send({ statusCode, error, message, ...extra })
-}
+/** The API's own refusals. Anything else that fails a request is Fastify's to answer. */
+const REFUSALS = [UnauthorizedError, PreconditionFailedError, MetadataRefusedError, StorageUnavailableError, NoMetadataError, NotReadyError]
+
+const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: number } => REFUSALS.some((Refusal) => error instanceof Refusal)
 
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, store } = options
@@ -118,8 +128,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       return
     }
     reply.header('www-authenticate', 'Bearer realm="cdni-authz"')
-    problem(reply, 401, 'Unauthorized', 'a valid bearer token is required')
+    done(new UnauthorizedError())
   })
+
   // Pushes are counted by their answer, whichever part of Fastify gave it (a 413 or 415 comes
   // from body parsing, before the handler), and so is every request the token check turned away,
   // on any route: a probe of another path is a push attempt too.
@@ -131,10 +142,18 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     done()
   })
 
-  api.addHook('onError', (request, _reply, error, done) => {
-    const status = (error as { statusCode?: number }).statusCode
-    if (status === undefined || status >= 500) request.log.error({ err: error }, 'push API request failed')
-    done()
+  api.setErrorHandler<FastifyError>((error, request, reply) => {
+    // Rendered here rather than by Fastify, whose body would add the error's code.
+    if (isRefusal(error)) {
+      const { statusCode } = error
+      const problems = error instanceof MetadataRefusedError ? { errors: error.errors, warnings: error.warnings } : {}
+      reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode], message: error.message, ...problems })
+      return
+    }
+    // Request logging is off, which also silences Fastify's own error log: failures are logged here.
+    if (error.statusCode === undefined || error.statusCode >= 500) request.log.error({ err: error }, 'push API request failed')
+    // Sent on from here, the error goes to Fastify's own handler, which answers it as it would have.
+    reply.send(error)
   })
 
   let queue: Promise<unknown> = Promise.resolve()
@@ -150,27 +169,23 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const ifNoneMatch = request.headers['if-none-match']
       const current = live?.etag ?? null
       if ((typeof ifMatch === 'string' && !listMatches(ifMatch, current)) || (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))) {
-        return problem(reply, 412, 'Precondition Failed', `the live document's ETag is ${current ?? '(none)'}`)
+        throw new PreconditionFailedError(current ?? '(none)')
       }
       const text = request.body as string
       const prepared = await authz.prepare(text)
-      if (!prepared.ok) {
-        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: prepared.errors, warnings: prepared.warnings })
-      }
+      if (!prepared.ok) throw new MetadataRefusedError(prepared.errors, prepared.warnings)
       if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !isSite(prepared.compiled)) {
-        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], warnings: [] })
+        throw new MetadataRefusedError([{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], [])
       }
       const refusal = options.refuse?.(prepared.compiled) ?? null
-      if (refusal !== null) {
-        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [refusal], warnings: prepared.warnings })
-      }
+      if (refusal !== null) throw new MetadataRefusedError([refusal], prepared.warnings)
       const version = authz.version + 1
       try {
         await store.write(text, version)
       } catch (err) {
         request.log.error({ err }, 'cdni-authz: could not store accepted metadata')
         // fs errors always carry a code; the path stays out of the response.
-        return problem(reply, 503, 'Service Unavailable', `could not store the document (${(err as NodeJS.ErrnoException).code as string}); the live policy is unchanged`)
+        throw new StorageUnavailableError((err as NodeJS.ErrnoException).code as string, { cause: err })
       }
       const result = authz.commit(prepared, version)
       live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
@@ -181,7 +196,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   )
 
   api.get('/cdni/metadata', (request, reply) => {
-    if (live === null) return problem(reply, 404, 'Not Found', 'no metadata has been accepted yet')
+    if (live === null) throw new NoMetadataError()
     reply.header('etag', live.etag)
     const ifNoneMatch = request.headers['if-none-match']
     if (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, live.etag)) return reply.code(304).send()
@@ -189,9 +204,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   })
 
   api.get('/healthz', async () => ({ status: 'ok' }))
-  api.get('/readyz', (_request, reply) =>
-    authz.loaded ? reply.send({ status: 'ready', version: authz.version }) : problem(reply, 503, 'Service Unavailable', 'no policy loaded yet'),
-  )
+  api.get('/readyz', async () => {
+    if (!authz.loaded) throw new NotReadyError()
+    return { status: 'ready', version: authz.version }
+  })
   api.get('/metrics', async (_request, reply) => {
     reply.type(metrics.contentType)
     return metrics.text()
