@@ -26,3 +26,33 @@ export class InvalidMetadataError extends InvalidMetadataBase {
 
 /** A push in a media type the API does not take. */
 export const UnsupportedPayloadError = createError('FST_CDNI_UNSUPPORTED_PAYLOAD', '%s', 415)
+
+// The push API's refusals. It answers them as `{ statusCode, error, message }` (a refused
+// document adds its `errors` and `warnings`), without the code: the body the API has always had.
+
+/** A push API request without the bearer token (or with another one). */
+export const UnauthorizedError = createError('FST_CDNI_UNAUTHORIZED', 'a valid bearer token is required', 401)
+
+/** A push whose If-Match / If-None-Match does not hold for the live document; %s is its ETag. */
+export const PreconditionFailedError = createError('FST_CDNI_PRECONDITION_FAILED', "the live document's ETag is %s", 412)
+
+const MetadataRefusedBase = createError('FST_CDNI_METADATA_REFUSED', 'metadata refused; the live policy is unchanged', 400)
+
+/** A pushed document the surrogate will not enforce: invalid, or one its content could not follow. */
+export class MetadataRefusedError extends MetadataRefusedBase {
+  constructor(
+    readonly errors: Problem[],
+    readonly warnings: Problem[],
+  ) {
+    super()
+  }
+}
+
+/** An accepted push that could not be stored; %s is the file system's error code. */
+export const StorageUnavailableError = createError('FST_CDNI_STORAGE_UNAVAILABLE', 'could not store the document (%s); the live policy is unchanged', 503)
+
+/** GET /cdni/metadata before any document was accepted. */
+export const NoMetadataError = createError('FST_CDNI_NO_METADATA', 'no metadata has been accepted yet', 404)
+
+/** /readyz while no policy is loaded. */
+export const NotReadyError = createError('FST_CDNI_NOT_READY', 'no policy loaded yet', 503)

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { main, type Io } from '../src/surrogate/cli.js'
+import { SETTINGS } from '../src/surrogate/config.js'
 import { TOKEN, workspace } from './helpers/surrogate.js'
 import { buildMmdb } from './helpers/mmdb.js'
 
@@ -53,6 +54,28 @@ t.test('usage, help and unknown commands', async (t) => {
   const badFlag = io()
   t.equal(await main(['validate', '--nope'], badFlag), 2)
   t.match(badFlag.err, /nope/)
+})
+
+t.test('help: every flag a command takes has a line, every line names a flag it takes, the texts in one column', async (t) => {
+  for (const command of ['serve', 'validate', 'check']) {
+    const help = io()
+    t.equal(await main([command, '--help'], help), 0)
+    const lines = help.out.split('\n').filter((line) => line.startsWith('  --'))
+    const columns = new Set(lines.map((line) => /^ {2}--[\w-]+(?: (?:"[^"]*"|\S+))? {2,}/.exec(line)?.[0].length))
+    t.equal(columns.size, 1, `${command}: each text two spaces or more past its flag, all in one column`)
+    for (const line of lines) {
+      const [, flag = '', value] = /^ {2}(--[\w-]+)( \S)?/.exec(line) ?? []
+      const taken = io()
+      t.equal(await main([command, flag, ...(value === undefined ? [] : ['x']), '--help'], taken), 0, `${command} takes ${flag}`)
+    }
+  }
+  const serve = io()
+  await main(['serve', '--help'], serve)
+  for (const s of SETTINGS) t.match(serve.out, `  --${s.flag} VALUE `, `serve --help names --${s.flag}`)
+  t.equal(serve.out.split('\n').filter((line) => line.startsWith('  --')).length, SETTINGS.length + 2, 'and --config and --help besides')
+  const check = io()
+  await main(['check', '--help'], check)
+  t.match(check.out, /\n {2}--header "NAME: VALUE" +any other request header \(repeatable\)\n/)
 })
 
 t.test('validate: exit 0 when every file is valid, 1 otherwise, with pointers or line and column', async (t) => {

@@ -13,8 +13,12 @@ import { createSurrogate } from '../src/surrogate/server.js'
 t.test('PUT, GET and HEAD /cdni/metadata with ETags, over real HTTP', async (t) => {
   const s = await start(config())
   t.teardown(() => s.surrogate.close())
-  t.equal((await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH })).status, 404, 'nothing accepted yet')
-  t.equal((await s.push(allowing('10.0.0.0/8'), { 'if-match': '"sha256-x"' })).status, 412, 'If-Match with nothing live')
+  const nothing = await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH })
+  t.equal(nothing.status, 404, 'nothing accepted yet')
+  t.equal(await nothing.text(), JSON.stringify({ statusCode: 404, error: 'Not Found', message: 'no metadata has been accepted yet' }))
+  const unmet = await s.push(allowing('10.0.0.0/8'), { 'if-match': '"sha256-x"' })
+  t.equal(unmet.status, 412, 'If-Match with nothing live')
+  t.equal(await unmet.text(), JSON.stringify({ statusCode: 412, error: 'Precondition Failed', message: "the live document's ETag is (none)" }))
   t.equal((await s.push(allowing('10.0.0.0/8'), { 'if-match': '*' })).status, 412, 'If-Match: * with nothing live')
   t.equal(await s.fetchAs('10.1.1.1'), 403, 'no policy: deny')
 
@@ -44,6 +48,8 @@ t.test('PUT, GET and HEAD /cdni/metadata with ETags, over real HTTP', async (t) 
   t.equal(await s.fetchAs('10.1.1.1'), 403)
   t.equal(await s.fetchAs('11.1.1.1'), 200)
   t.equal((await s.push(allowing('12.0.0.0/8'), { 'if-match': '*' })).status, 200, 'If-Match: * with a live document')
+  const metrics = await (await fetch(`${s.apiUrl}/metrics`)).text()
+  for (const line of ['cdni_authz_push_total{result="precondition_failed"} 4', 'cdni_authz_push_total{result="accepted"} 3']) t.ok(metrics.includes(line), line)
 })
 
 t.test('refusals: 400 with every error, 401, 413, 415, and the live policy untouched', async (t) => {
@@ -53,7 +59,9 @@ t.test('refusals: 400 with every error, 401, 413, 415, and the live policy untou
 
   const invalid = await s.push({ deliveryCriteria: [{ region: { subnet: '10.0.0.0/33' } }, { protocol: 'ftp' }] })
   t.equal(invalid.status, 400)
-  t.match(await invalid.json(), { statusCode: 400, message: /live policy is unchanged/, errors: [{ pointer: '/deliveryCriteria/1/protocol' }] })
+  const refusal = (await invalid.json()) as object
+  t.same(Object.keys(refusal), ['statusCode', 'error', 'message', 'errors', 'warnings'])
+  t.match(refusal, { statusCode: 400, error: 'Bad Request', message: 'metadata refused; the live policy is unchanged', errors: [{ pointer: '/deliveryCriteria/1/protocol' }] })
   const syntax = await s.push('{ "deliveryCriteria": [ }')
   t.match(await syntax.json(), { errors: [{ pointer: '', message: /line 1, column 25/ }] })
   for (const headers of [{ authorization: 'Bearer wrong' }, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }, { authorization: `bearer ${TOKEN}` }]) {
@@ -67,6 +75,8 @@ t.test('refusals: 400 with every error, 401, 413, 415, and the live policy untou
   t.equal((await s.push(allowing('11.0.0.0/8'), { 'content-type': 'text/plain' })).status, 415)
   const huge = { deliveryCriteria: [{ region: { subnet: Array.from({ length: 400 }, (_, i) => `10.${i % 250}.0.0/16`) } }] }
   t.equal((await s.push(huge)).status, 413)
+  const elsewhere = await fetch(`${s.apiUrl}/cdni/other`, { method: 'PUT', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify(huge) })
+  t.equal(elsewhere.status, 413, 'too large on another path too, where it is no push: too_large below stays 1')
   t.equal(await s.fetchAs('10.1.1.1'), 200, 'the first policy is still live')
   t.equal(await s.fetchAs('11.1.1.1'), 403)
   const metrics = await (await fetch(`${s.apiUrl}/metrics`)).text()
@@ -80,7 +90,9 @@ t.test('/healthz is alive at once, /readyz only once a policy is loaded', async 
   const s = await start(config())
   t.teardown(() => s.surrogate.close())
   t.equal((await fetch(`${s.apiUrl}/healthz`)).status, 200)
-  t.equal((await fetch(`${s.apiUrl}/readyz`)).status, 503)
+  const unready = await fetch(`${s.apiUrl}/readyz`)
+  t.equal(unready.status, 503)
+  t.equal(await unready.text(), JSON.stringify({ statusCode: 503, error: 'Service Unavailable', message: 'no policy loaded yet' }))
   const empty = await (await fetch(`${s.apiUrl}/metrics`)).text()
   t.ok(empty.includes('cdni_authz_policy_version 0') && empty.includes('cdni_authz_policy_compile_seconds 0') && empty.includes('cdni_authz_policy_prefixes{kind="ipv4"} 0'), 'metrics before any policy')
   await s.push(allowing('10.0.0.0/8'))
@@ -125,7 +137,10 @@ t.test('a state directory that cannot be written: 503, and the live policy keeps
   writeFileSync(cfg.stateDir, 'a file where the directory should be')
   const refused = await s.push(allowing('10.0.0.0/8'))
   t.equal(refused.status, 503)
-  t.match(await refused.json(), { message: /could not store the document \((ENOTDIR|EEXIST)\); the live policy is unchanged/ })
+  const body = (await refused.json()) as object
+  t.same(Object.keys(body), ['statusCode', 'error', 'message'])
+  t.match(body, { statusCode: 503, error: 'Service Unavailable', message: /could not store the document \((ENOTDIR|EEXIST)\); the live policy is unchanged/ })
+  t.ok((await (await fetch(`${s.apiUrl}/metrics`)).text()).includes('cdni_authz_push_total{result="storage_error"} 1'), 'counted as a storage error')
   t.equal(await s.fetchAs('10.1.1.1'), 403, 'still no policy: nothing was swapped in')
   t.equal(readFileSync(cfg.stateDir, 'utf8'), 'a file where the directory should be')
 })
@@ -198,6 +213,7 @@ t.test('an unexpected failure inside a push is a logged 500, and changes nothing
   const response = await api.inject({ method: 'PUT', url: '/cdni/metadata', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{}' })
   t.equal(response.statusCode, 500)
   t.match(lines.join(''), /worker vanished/)
+  t.notMatch((await api.inject({ url: '/metrics' })).body, /cdni_authz_push_total\{/, 'a failure of ours is no push result')
 })
 
 t.test('an origin that is down: the allowed request fails upstream, and the failure is logged', async (t) => {

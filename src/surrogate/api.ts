@@ -8,13 +8,21 @@
  * then swapped in and acknowledged. Any failure before the swap leaves the live policy as it was.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { createServer as createHttpServer } from 'node:http'
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyHttpsOptions, type FastifyServerFactory, type FastifyServerOptions } from 'fastify'
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { STATUS_CODES } from 'node:http'
+import { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { StateStore } from './state.js'
-import { UnsupportedPayloadError } from '../errors.js'
+import { createMetrics, type PushResult } from './metrics.js'
+import { timedFastify, type Tls } from './timed-fastify.js'
+import {
+  MetadataRefusedError,
+  NoMetadataError,
+  NotReadyError,
+  PreconditionFailedError,
+  StorageUnavailableError,
+  UnauthorizedError,
+  UnsupportedPayloadError,
+} from '../errors.js'
 import type { CompiledMetadata } from '../load/prepare.js'
 import { namesHosts } from '../policy/site.js'
 import type { Problem } from '../policy/model.js'
@@ -41,8 +49,6 @@ export interface ApiOptions {
   refuse?: (compiled: CompiledMetadata) => Problem | null
 }
 
-export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
-
 /**
  * The routes anyone may call, as the router names them (method and pattern): probes and metrics,
  * which say nothing of the document. Every other route needs the token.
@@ -57,26 +63,20 @@ function listMatches(header: string, etag: string | null): boolean {
   return etag !== null && header.split(',').some((candidate) => candidate.trim() === etag)
 }
 
-function problem(reply: FastifyReply, statusCode: number, error: string, message: string, extra: object = {}): FastifyReply {
-  return reply.code(statusCode).send({ statusCode, error, message, ...extra })
-}
+/** How a push ended, by the status of its answer. A 500 is none of these: it is logged, not counted. */
+const PUSH_RESULTS: ReadonlyMap<number, PushResult> = new Map([
+  [200, 'accepted'],
+  [400, 'invalid'],
+  [412, 'precondition_failed'],
+  [413, 'too_large'],
+  [415, 'unsupported_media_type'],
+  [503, 'storage_error'],
+])
 
-/** TLS material for a listener. */
-export type Tls = { cert: Buffer; key: Buffer }
+/** The API's own refusals. Anything else that fails a request is Fastify's to answer. */
+const REFUSALS = [UnauthorizedError, PreconditionFailedError, MetadataRefusedError, StorageUnavailableError, NoMetadataError, NotReadyError]
 
-/**
- * A Fastify instance (HTTPS when `tls` is given) whose server cuts off a client that trickles its
- * request (slowloris): 408 once `requestTimeout` ms have passed, then the socket closes. The
- * server is built by a `serverFactory` because Node looks for such requests only every 30 s
- * unless told at construction, and Fastify does not pass that setting on (a stalled body was
- * answered after 60 s, not 1.5; found by test/push-abuse.test.ts). Both listeners use it.
- */
-export function timedFastify(options: FastifyServerOptions, tls: Tls | null, requestTimeout: number): FastifyInstance {
-  const settings = { requestTimeout, connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeout / 2)) }
-  const serverFactory: FastifyServerFactory = (handler) => (tls ? createHttpsServer({ ...tls, ...settings }, handler) : createHttpServer(settings, handler))
-  // With TLS, `https` still goes to Fastify: it is what makes listen() answer https:// addresses.
-  return (tls ? Fastify({ ...options, serverFactory, https: tls } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify({ ...options, serverFactory })) as unknown as FastifyInstance
-}
+const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: number } => REFUSALS.some((Refusal) => error instanceof Refusal)
 
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, store } = options
@@ -94,51 +94,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   let live = options.live
   const expected = digest(`Bearer ${options.token}`)
 
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  const pushes = new Counter({ name: 'cdni_authz_push_total', help: 'Metadata pushes by result', labelNames: ['result'], registers: [registry] })
-  new Counter({
-    name: 'cdni_authz_decisions_total',
-    help: 'Authorization decisions by outcome and reason',
-    labelNames: ['outcome', 'reason'],
-    registers: [registry],
-    collect() {
-      this.reset()
-      this.inc({ outcome: 'allow', reason: 'rule' }, authz.counts.allowed)
-      for (const [reason, count] of Object.entries(authz.counts.denied)) this.inc({ outcome: 'deny', reason }, count)
-    },
-  })
-  new Gauge({
-    name: 'cdni_authz_policy_version',
-    help: 'Version of the live policy (0: none)',
-    registers: [registry],
-    collect() {
-      this.set(authz.version)
-    },
-  })
-  new Gauge({
-    name: 'cdni_authz_policy_compile_seconds',
-    help: 'Time the live policy took to validate and compile',
-    registers: [registry],
-    collect() {
-      this.set(live?.compileSeconds ?? 0)
-    },
-  })
-  new Gauge({
-    name: 'cdni_authz_policy_prefixes',
-    help: 'Prefixes in the live policy, by kind',
-    labelNames: ['kind'],
-    registers: [registry],
-    collect() {
-      const summary = authz.summary
-      this.set({ kind: 'ipv4' }, summary?.ipv4Prefixes ?? 0)
-      this.set({ kind: 'ipv6' }, summary?.ipv6Prefixes ?? 0)
-      this.set({ kind: 'msisdn' }, summary?.msisdnPrefixes ?? 0)
-    },
-  })
-  const count = (result: PushResult): void => {
-    pushes.inc({ result })
-  }
+  const metrics = createMetrics(authz, () => live?.compileSeconds ?? 0)
 
   // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
   api.removeAllContentTypeParsers()
@@ -172,16 +128,33 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       done()
       return
     }
-    count('unauthorized')
     reply.header('www-authenticate', 'Bearer realm="cdni-authz"')
-    problem(reply, 401, 'Unauthorized', 'a valid bearer token is required')
+    done(new UnauthorizedError())
   })
-  api.addHook('onError', (request, _reply, error, done) => {
-    const status = (error as { statusCode?: number }).statusCode
-    if (status === undefined || status >= 500) request.log.error({ err: error }, 'push API request failed')
-    if (request.method === 'PUT' && status === 413) count('too_large')
-    if (request.method === 'PUT' && status === 415) count('unsupported_media_type')
+
+  // Pushes are counted by their answer, whichever part of Fastify gave it (a 413 or 415 comes
+  // from body parsing, before the handler), and so is every request the token check turned away,
+  // on any route: a probe of another path is a push attempt too.
+  api.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions
+    const push = !request.is404 && route.method === 'PUT' && route.url === '/cdni/metadata'
+    const result = reply.statusCode === 401 ? 'unauthorized' : push ? PUSH_RESULTS.get(reply.statusCode) : undefined
+    if (result !== undefined) metrics.countPush(result)
     done()
+  })
+
+  api.setErrorHandler<FastifyError>((error, request, reply) => {
+    // Rendered here rather than by Fastify, whose body would add the error's code.
+    if (isRefusal(error)) {
+      const { statusCode } = error
+      const problems = error instanceof MetadataRefusedError ? { errors: error.errors, warnings: error.warnings } : {}
+      reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode], message: error.message, ...problems })
+      return
+    }
+    // Request logging is off, which also silences Fastify's own error log: failures are logged here.
+    if (error.statusCode === undefined || error.statusCode >= 500) request.log.error({ err: error }, 'push API request failed')
+    // Sent on from here, the error goes to Fastify's own handler, which answers it as it would have.
+    reply.send(error)
   })
 
   let queue: Promise<unknown> = Promise.resolve()
@@ -197,36 +170,26 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const ifNoneMatch = request.headers['if-none-match']
       const current = live?.etag ?? null
       if ((typeof ifMatch === 'string' && !listMatches(ifMatch, current)) || (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))) {
-        count('precondition_failed')
-        return problem(reply, 412, 'Precondition Failed', `the live document's ETag is ${current ?? '(none)'}`)
+        throw new PreconditionFailedError(current ?? '(none)')
       }
       const text = request.body as string
       const prepared = await authz.prepare(text)
-      if (!prepared.ok) {
-        count('invalid')
-        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: prepared.errors, warnings: prepared.warnings })
-      }
+      if (!prepared.ok) throw new MetadataRefusedError(prepared.errors, prepared.warnings)
       if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !namesHosts(prepared.compiled)) {
-        count('invalid')
-        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], warnings: [] })
+        throw new MetadataRefusedError([{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], [])
       }
       const refusal = options.refuse?.(prepared.compiled) ?? null
-      if (refusal !== null) {
-        count('invalid')
-        return problem(reply, 400, 'Bad Request', 'metadata refused; the live policy is unchanged', { errors: [refusal], warnings: prepared.warnings })
-      }
+      if (refusal !== null) throw new MetadataRefusedError([refusal], prepared.warnings)
       const version = authz.version + 1
       try {
         await store.write(text, version)
       } catch (err) {
-        count('storage_error')
         request.log.error({ err }, 'cdni-authz: could not store accepted metadata')
         // fs errors always carry a code; the path stays out of the response.
-        return problem(reply, 503, 'Service Unavailable', `could not store the document (${(err as NodeJS.ErrnoException).code as string}); the live policy is unchanged`)
+        throw new StorageUnavailableError((err as NodeJS.ErrnoException).code as string, { cause: err })
       }
       const result = authz.commit(prepared, version)
       live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
-      count('accepted')
       request.log.info({ cdniAuthz: { version, etag: prepared.etag, summary: result.summary, warnings: result.warnings.length } }, 'cdni-authz: metadata accepted')
       reply.header('etag', prepared.etag)
       return { version, etag: prepared.etag, warnings: result.warnings, summary: result.summary }
@@ -234,7 +197,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   )
 
   api.get('/cdni/metadata', (request, reply) => {
-    if (live === null) return problem(reply, 404, 'Not Found', 'no metadata has been accepted yet')
+    if (live === null) throw new NoMetadataError()
     reply.header('etag', live.etag)
     const ifNoneMatch = request.headers['if-none-match']
     if (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, live.etag)) return reply.code(304).send()
@@ -242,12 +205,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   })
 
   api.get('/healthz', async () => ({ status: 'ok' }))
-  api.get('/readyz', (_request, reply) =>
-    authz.loaded ? reply.send({ status: 'ready', version: authz.version }) : problem(reply, 503, 'Service Unavailable', 'no policy loaded yet'),
-  )
+  api.get('/readyz', async () => {
+    if (!authz.loaded) throw new NotReadyError()
+    return { status: 'ready', version: authz.version }
+  })
   api.get('/metrics', async (_request, reply) => {
-    reply.type(registry.contentType)
-    return registry.metrics()
+    reply.type(metrics.contentType)
+    return metrics.text()
   })
   return api
 }

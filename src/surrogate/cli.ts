@@ -32,64 +32,113 @@ export interface Io {
   onReload?: (handler: () => void) => void
 }
 
+type Values = ReturnType<typeof parseArgs>['values']
+
+/** A command's flag. Its parseArgs option and its help line are both made from this, so no flag is taken undocumented, nor documented and refused. */
+type Flag = { flag: string; help: string } & ({ type: 'boolean' } | { type: 'string'; placeholder: string; multiple?: true })
+
+interface Command {
+  /** The usage line, after "cdni-authz". */
+  synopsis: string
+  /** Its line in the list of commands. */
+  summary: string
+  /** What it does, before its options. */
+  about: string
+  flags: Flag[]
+  /** After its options. */
+  notes?: string
+  run(values: Values, io: Io, positionals: string[]): Promise<number>
+}
+
+const HELP: Flag = { flag: 'help', type: 'boolean', help: 'this text' }
+const COUNTRY_DB: Flag = { flag: 'country-db', type: 'string', placeholder: 'FILE', help: 'country database (.mmdb), "bundled" (default) or "none"' }
+const ASN_DB: Flag = { flag: 'asn-db', type: 'string', placeholder: 'FILE', help: 'AS-number database (.mmdb) or "none" (default)' }
+
+const SERVE: Command = {
+  synopsis: 'serve [--config FILE] [options]',
+  summary: 'run the surrogate (content behind the authorizer) and the metadata push API',
+  about: `Serves content (a folder, or a proxied origin) behind CDNI authorization, and the push API on
+its own listener. Settings come from built-in defaults, then the config file, then environment
+variables, then flags.`,
+  flags: [
+    { flag: 'config', type: 'string', placeholder: 'FILE', help: 'JSON config file' },
+    // Each setting is a flag, read by loadConfig under the setting's flag name.
+    ...SETTINGS.map((s): Flag => ({ flag: s.flag, type: 'string', placeholder: 'VALUE', help: `${s.help} (env ${s.env})` })),
+    HELP,
+  ],
+  notes: `Stops on SIGTERM or SIGINT after in-flight requests finish. SIGHUP re-reads the country and AS
+databases (after geoipupdate, say); if one cannot be read, the ones in use stay.`,
+  run: serve,
+}
+
+const VALIDATE: Command = {
+  synopsis: 'validate [--config FILE] [--json] FILE...',
+  summary: 'check metadata files: JSON syntax with line and column, every schema error by pointer',
+  about: 'Checks each metadata file. Exit status 0 when all are valid, 1 otherwise.',
+  flags: [
+    { flag: 'config', type: 'string', placeholder: 'FILE', help: "the surrogate's config, so that warnings know its gateways and databases" },
+    COUNTRY_DB,
+    ASN_DB,
+    { flag: 'json', type: 'boolean', help: 'print the reports as JSON' },
+    HELP,
+  ],
+  run: validate,
+}
+
+const CHECK: Command = {
+  synopsis: 'check --metadata FILE --peer ADDRESS [options]',
+  summary: 'decide one request against a metadata file, and say which rule or criterion decided',
+  about: `Decides one request and explains the decision field by field: the tool for "I get 403".
+Exit status 0 when allowed, 1 when denied, 2 when the input is wrong.`,
+  flags: [
+    { flag: 'metadata', type: 'string', placeholder: 'FILE', help: 'the metadata document' },
+    { flag: 'peer', type: 'string', placeholder: 'ADDRESS', help: 'the TCP peer address the surrogate would see' },
+    { flag: 'xff', type: 'string', placeholder: 'LIST', help: 'X-Forwarded-For value' },
+    { flag: 'msisdn', type: 'string', placeholder: 'NUMBER', help: "MSISDN header value (sent in the gateway's first MSISDN header)" },
+    { flag: 'header', type: 'string', placeholder: '"NAME: VALUE"', multiple: true, help: 'any other request header' },
+    { flag: 'protocol', type: 'string', placeholder: 'http|https', help: 'https means TLS ended on the socket (default http)' },
+    { flag: 'time', type: 'string', placeholder: 'ISO', help: 'the time of the request (default now)' },
+    { flag: 'host', type: 'string', placeholder: 'HOST', help: 'Host header, for RFC 8006 metadata (selects the HostMatch)' },
+    { flag: 'url', type: 'string', placeholder: 'PATH', help: 'request path and query, for RFC 8006 metadata (default /)' },
+    // From here to --asn-db, what loadConfig reads (see configFor): spelled as the settings' flags.
+    { flag: 'config', type: 'string', placeholder: 'FILE', help: "the surrogate's config, for its trusted proxies and gateways" },
+    { flag: 'trusted-proxies', type: 'string', placeholder: 'LIST', help: 'comma-separated CIDRs (overrides the config)' },
+    { flag: 'gateways', type: 'string', placeholder: 'JSON', help: 'operator gateways (overrides the config)' },
+    COUNTRY_DB,
+    ASN_DB,
+    { flag: 'json', type: 'boolean', help: 'print the explanation as JSON' },
+    HELP,
+  ],
+  run: check,
+}
+
+const COMMANDS: ReadonlyMap<string, Command> = new Map([
+  ['serve', SERVE],
+  ['validate', VALIDATE],
+  ['check', CHECK],
+])
+
+/** Two columns, the second starting two spaces past the widest of the first. */
+function columns(rows: [string, string][]): string {
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2
+  return rows.map(([left, right]) => `  ${left.padEnd(width)}${right}\n`).join('')
+}
+
 const USAGE = `Usage: cdni-authz <command> [options]
 
 Commands:
-  serve       run the surrogate (content behind the authorizer) and the metadata push API
-  validate    check metadata files: JSON syntax with line and column, every schema error by pointer
-  check       decide one request against a metadata file, and say which rule or criterion decided
-
+${columns([...COMMANDS].map(([name, command]) => [name, command.summary]))}
 Run "cdni-authz <command> --help" for the options of a command.
 `
 
-const SERVE_HELP = `Usage: cdni-authz serve [--config FILE] [options]
+function helpOf(command: Command): string {
+  const lines = columns(command.flags.map((f) => (f.type === 'string' ? [`--${f.flag} ${f.placeholder}`, f.multiple ? `${f.help} (repeatable)` : f.help] : [`--${f.flag}`, f.help])))
+  return `Usage: cdni-authz ${command.synopsis}\n\n${command.about}\n\nOptions:\n${lines}${command.notes === undefined ? '' : `\n${command.notes}\n`}`
+}
 
-Serves content (a folder, or a proxied origin) behind CDNI authorization, and the push API on
-its own listener. Settings come from built-in defaults, then the config file, then environment
-variables, then flags.
-
-Options:
-  --config FILE            JSON config file
-${SETTINGS.map((s) => `  --${(s.flag + ' VALUE').padEnd(23)}${s.help} (env ${s.env})`).join('\n')}
-  --help                   this text
-
-Stops on SIGTERM or SIGINT after in-flight requests finish. SIGHUP re-reads the country and AS
-databases (after geoipupdate, say); if one cannot be read, the ones in use stay.
-`
-
-const VALIDATE_HELP = `Usage: cdni-authz validate [--config FILE] [--json] FILE...
-
-Checks each metadata file. Exit status 0 when all are valid, 1 otherwise.
-  --config FILE      the surrogate's config, so that warnings know its gateways and databases
-  --country-db FILE  country database (.mmdb), "bundled" (default) or "none"
-  --asn-db FILE      AS-number database (.mmdb) or "none" (default)
-  --json             print the reports as JSON
-  --help             this text
-`
-
-const CHECK_HELP = `Usage: cdni-authz check --metadata FILE --peer ADDRESS [options]
-
-Decides one request and explains the decision field by field: the tool for "I get 403".
-Exit status 0 when allowed, 1 when denied, 2 when the input is wrong.
-  --metadata FILE         the metadata document
-  --peer ADDRESS          the TCP peer address the surrogate would see
-  --xff LIST              X-Forwarded-For value
-  --msisdn NUMBER         MSISDN header value (sent in the gateway's first MSISDN header)
-  --header "NAME: VALUE"  any other request header (repeatable)
-  --protocol http|https   https means TLS ended on the socket (default http)
-  --time ISO              the time of the request (default now)
-  --host HOST             Host header, for RFC 8006 metadata (selects the HostMatch)
-  --url PATH              request path and query, for RFC 8006 metadata (default /)
-  --config FILE           the surrogate's config, for its trusted proxies and gateways
-  --trusted-proxies LIST  comma-separated CIDRs (overrides the config)
-  --gateways JSON         operator gateways (overrides the config)
-  --country-db FILE       country database (.mmdb), "bundled" (default) or "none"
-  --asn-db FILE           AS-number database (.mmdb) or "none" (default)
-  --json                  print the explanation as JSON
-  --help                  this text
-`
-
-function parse(argv: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
+function parse(argv: string[], flags: Flag[]): { values: Values; positionals: string[] } {
+  const options: ParseArgsConfig['options'] = {}
+  for (const f of flags) options[f.flag] = f.type === 'string' && f.multiple ? { type: 'string', multiple: true } : { type: f.type }
   return parseArgs({ args: argv, options, allowPositionals: true, strict: true })
 }
 
@@ -104,14 +153,7 @@ function formatProblems(kind: string, problems: Problem[]): string {
   return problems.map((p) => `  ${kind} ${p.pointer || '(document)'}: ${p.message}\n`).join('')
 }
 
-async function serve(argv: string[], io: Io): Promise<number> {
-  const options: ParseArgsConfig['options'] = { config: { type: 'string' }, help: { type: 'boolean' } }
-  for (const s of SETTINGS) options[s.flag] = { type: 'string' }
-  const { values } = parse(argv, options)
-  if (values.help) {
-    io.stdout(SERVE_HELP)
-    return 0
-  }
+async function serve(values: Values, io: Io): Promise<number> {
   const config = configFor(io, values, 'serve')
   const surrogate = await createSurrogate(config)
   const { contentUrl, apiUrl } = await surrogate.listen()
@@ -140,14 +182,9 @@ function contextFrom(config: ServerConfig, databases: GeoDatabases): LoadContext
   return { gatewaysConfigured: config.gateways.length > 0, ...geoContext(databases), enforcedElsewhere: config.enforcedElsewhere.map((type) => type.toLowerCase()) }
 }
 
-async function validate(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { config: { type: 'string' }, 'country-db': { type: 'string' }, 'asn-db': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } })
-  if (values.help) {
-    io.stdout(VALIDATE_HELP)
-    return 0
-  }
+async function validate(values: Values, io: Io, positionals: string[]): Promise<number> {
   if (positionals.length === 0) {
-    io.stderr(`cdni-authz validate: name at least one file\n\n${VALIDATE_HELP}`)
+    io.stderr(`cdni-authz validate: name at least one file\n\n${helpOf(VALIDATE)}`)
     return 2
   }
   const config = configFor(io, values, 'check')
@@ -195,31 +232,9 @@ function describeExplanation(explanation: Explanation): string {
   return lines.join('\n')
 }
 
-async function check(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, {
-    metadata: { type: 'string' },
-    peer: { type: 'string' },
-    xff: { type: 'string' },
-    msisdn: { type: 'string' },
-    header: { type: 'string', multiple: true },
-    protocol: { type: 'string' },
-    time: { type: 'string' },
-    host: { type: 'string' },
-    url: { type: 'string' },
-    config: { type: 'string' },
-    'trusted-proxies': { type: 'string' },
-    gateways: { type: 'string' },
-    'country-db': { type: 'string' },
-    'asn-db': { type: 'string' },
-    json: { type: 'boolean' },
-    help: { type: 'boolean' },
-  })
-  if (values.help) {
-    io.stdout(CHECK_HELP)
-    return 0
-  }
+async function check(values: Values, io: Io): Promise<number> {
   const usage = (message: string): number => {
-    io.stderr(`cdni-authz check: ${message}\n\n${CHECK_HELP}`)
+    io.stderr(`cdni-authz check: ${message}\n\n${helpOf(CHECK)}`)
     return 2
   }
   if (typeof values.metadata !== 'string' || typeof values.peer !== 'string') return usage('--metadata and --peer are required')
@@ -288,27 +303,26 @@ async function check(argv: string[], io: Io): Promise<number> {
 
 /** Runs the CLI; resolves with the exit status. */
 export async function main(argv: string[], io: Io): Promise<number> {
-  const [command, ...rest] = argv
+  const [name, ...rest] = argv
   try {
-    switch (command) {
-      case 'serve':
-        return await serve(rest, io)
-      case 'validate':
-        return await validate(rest, io)
-      case 'check':
-        return await check(rest, io)
-      case undefined:
-      case '--help':
-      case 'help':
-        io.stdout(USAGE)
-        return command === undefined ? 2 : 0
-      default:
-        io.stderr(`cdni-authz: unknown command "${command}"\n\n${USAGE}`)
-        return 2
+    if (name === undefined || name === '--help' || name === 'help') {
+      io.stdout(USAGE)
+      return name === undefined ? 2 : 0
     }
+    const command = COMMANDS.get(name)
+    if (command === undefined) {
+      io.stderr(`cdni-authz: unknown command "${name}"\n\n${USAGE}`)
+      return 2
+    }
+    const { values, positionals } = parse(rest, command.flags)
+    if (values.help) {
+      io.stdout(helpOf(command))
+      return 0
+    }
+    return await command.run(values, io, positionals)
   } catch (err) {
     const error = err as Error & { code?: string }
-    io.stderr(`cdni-authz ${command}: ${error.message}\n`)
+    io.stderr(`cdni-authz ${name}: ${error.message}\n`)
     return error instanceof ConfigError || error instanceof InvalidOptionError || error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1
   }
 }

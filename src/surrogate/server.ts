@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RawServerBase, type RouteGenericInterface } from 'fastify'
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
-import { buildApi, timedFastify, type LiveDocument } from './api.js'
+import { buildApi, type LiveDocument } from './api.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import type { Problem } from '../policy/model.js'
 import cdniAuthz, { hostOf } from '../plugin/plugin.js'
@@ -19,6 +19,7 @@ import type { CompiledMetadata } from '../load/prepare.js'
 import { namesHosts } from '../policy/site.js'
 import { normalizeHost } from '../policy/request-target.js'
 import { StateError, StateStore } from './state.js'
+import { timedFastify } from './timed-fastify.js'
 
 export interface Surrogate {
   content: FastifyInstance
