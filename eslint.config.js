@@ -7,7 +7,10 @@ export default [
   {
     rules: {
       // No line over 120 characters unless it is data: a string, a template or a pattern.
-      'max-len': ['error', { code: 120, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreUrls: true }],
+      'max-len': [
+        'error',
+        { code: 120, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreUrls: true },
+      ],
       // `void promise` says on purpose that nothing waits for it; elsewhere void stays refused.
       'no-void': ['error', { allowAsStatement: true }],
     },

@@ -10,7 +10,11 @@ import { readFileSync } from 'node:fs'
 const here = new URL('.', import.meta.url)
 const thresholds = JSON.parse(readFileSync(new URL('thresholds.json', here), 'utf8'))
 const run = (script, env) =>
-  execFileSync(process.execPath, [new URL(script, here).pathname], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 })
+  execFileSync(process.execPath, [new URL(script, here).pathname], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  })
     .trim()
     .split('\n')
     .map((line) => JSON.parse(line))
@@ -23,12 +27,18 @@ const mean = (row) => (row.hitNs + row.missNs) / 2
 function lookupRun() {
   const rows = run('peers.js', { BENCH_FAMILY: '4', BENCH_SIZE: '100000', BENCH_BUDGET_MS: '800' })
   for (const row of rows) {
-    console.log(`  lookup 100k IPv4  ${row.peer.padEnd(26)} hit ${String(row.hitNs).padStart(9)} ns  miss ${String(row.missNs).padStart(9)} ns${row.tooSlow ? '  (too slow to finish the budget)' : ''}${row.disagreements ? `  ${row.disagreements} DISAGREEMENTS` : ''}`)
+    console.log(
+      `  lookup 100k IPv4  ${row.peer.padEnd(26)} hit ${String(row.hitNs).padStart(9)} ns  miss ${String(row.missNs).padStart(9)} ns${row.tooSlow ? '  (too slow to finish the budget)' : ''}${row.disagreements ? `  ${row.disagreements} DISAGREEMENTS` : ''}`,
+    )
   }
   const ours = rows.find((row) => row.peer === OURS)
-  const fastest = rows.filter((row) => row.peer !== OURS && row.peer !== BASELINE).reduce((best, row) => (mean(row) < mean(best) ? row : best))
+  const fastest = rows
+    .filter((row) => row.peer !== OURS && row.peer !== BASELINE)
+    .reduce((best, row) => (mean(row) < mean(best) ? row : best))
   const ratio = Math.round((mean(ours) / mean(fastest)) * 1000) / 1000
-  const disagreements = rows.filter((row) => row.disagreements > 0).map((row) => `${row.peer} disagrees with cdni-authz on ${row.disagreements} sampled addresses`)
+  const disagreements = rows
+    .filter((row) => row.disagreements > 0)
+    .map((row) => `${row.peer} disagrees with cdni-authz on ${row.disagreements} sampled addresses`)
   return { ratio, fastest: fastest.peer, disagreements }
 }
 
@@ -38,8 +48,13 @@ function httpRun() {
   const env = { BENCH_HTTP_ROUNDS: '5', BENCH_HTTP_SECONDS: '3', BENCH_PREFIXES: '1000000' }
   const [plugin] = run('http.js', env)
   const [floor] = run('http.js', { ...env, BENCH_HTTP_SECOND: 'mixed-hook' })
-  console.log(`  http: plugin/bare ${plugin.ratio} (rounds ${plugin.ratios.join(', ')}; bare ${plugin.bare.cpuUsPerRequest} us CPU per request), decides-nothing hook/bare ${floor.ratio} (rounds ${floor.ratios.join(', ')})`)
-  const errors = [plugin, floor].reduce((sum, r) => sum + r.bare.errors + r.plugin.errors + r.bare.status5xx + r.plugin.status5xx, 0)
+  console.log(
+    `  http: plugin/bare ${plugin.ratio} (rounds ${plugin.ratios.join(', ')}; bare ${plugin.bare.cpuUsPerRequest} us CPU per request), decides-nothing hook/bare ${floor.ratio} (rounds ${floor.ratios.join(', ')})`,
+  )
+  const errors = [plugin, floor].reduce(
+    (sum, r) => sum + r.bare.errors + r.plugin.errors + r.bare.status5xx + r.plugin.status5xx,
+    0,
+  )
   return { ratio: plugin.ratio, floor: floor.ratio, errors }
 }
 
@@ -61,19 +76,25 @@ function guarded(name, measure, passes, describe) {
 
 const failures = []
 const lookup = thresholds.lookupVsFastestPeer.max
-failures.push(guarded(
-  'lookup',
-  lookupRun,
-  (r) => r.disagreements.length === 0 && r.ratio <= lookup,
-  (r) => `ours / fastest npm peer (${r.fastest}) = ${r.ratio} (max ${lookup})${r.disagreements.length ? `; ${r.disagreements.join('; ')}` : ''}`,
-))
+failures.push(
+  guarded(
+    'lookup',
+    lookupRun,
+    (r) => r.disagreements.length === 0 && r.ratio <= lookup,
+    (r) =>
+      `ours / fastest npm peer (${r.fastest}) = ${r.ratio} (max ${lookup})${r.disagreements.length ? `; ${r.disagreements.join('; ')}` : ''}`,
+  ),
+)
 const http = thresholds.httpPluginOverBare.min
-failures.push(guarded(
-  'http',
-  httpRun,
-  (r) => r.errors === 0 && r.ratio >= http,
-  (r) => `plugin/bare ${r.ratio} (min ${http}), decides-nothing hook/bare ${r.floor}${r.errors ? `, ${r.errors} errors or 5xx` : ''}`,
-))
+failures.push(
+  guarded(
+    'http',
+    httpRun,
+    (r) => r.errors === 0 && r.ratio >= http,
+    (r) =>
+      `plugin/bare ${r.ratio} (min ${http}), decides-nothing hook/bare ${r.floor}${r.errors ? `, ${r.errors} errors or 5xx` : ''}`,
+  ),
+)
 
 const failed = failures.filter((failure) => failure !== null)
 if (failed.length > 0) {

@@ -33,7 +33,15 @@ const clients = fresh.slice(0, 4096)
 const time = (fn) => nsPerCall(fn, N)
 
 const context = { gatewaysConfigured: false, countryDatabase: true, asnDatabase: false }
-const policy = compileMetadata({ deliveryCriteria: [{ region: { country: ['US', 'GB', 'DE', 'FR', 'JP', 'CN', 'BR', 'IN'] } }, { region: { subnet: ipv4Prefixes(1000).map((p) => p.text) } }] }, context)
+const policy = compileMetadata(
+  {
+    deliveryCriteria: [
+      { region: { country: ['US', 'GB', 'DE', 'FR', 'JP', 'CN', 'BR', 'IN'] } },
+      { region: { subnet: ipv4Prefixes(1000).map((p) => p.text) } },
+    ],
+  },
+  context,
+)
 if (!policy.ok) throw new Error(JSON.stringify(policy.errors))
 const facts = createClientFacts()
 const scratch = new Uint32Array(policy.compiled.words)

@@ -19,23 +19,42 @@ const NODE_FLAGS = ['--min-semi-space-size=16', '--max-semi-space-size=16']
 // lib/load.js's mix really miss), the load balancer's own test network, and the handset rule.
 const scratchDir = mkdtempSync(join(tmpdir(), 'cdni-authz-bench-'))
 const policyFile = join(scratchDir, 'policy.json')
-const RESERVED = [[0x0a000000, 8], [0x7f000000, 8], [0xc6336400, 24]]
+const RESERVED = [
+  [0x0a000000, 8],
+  [0x7f000000, 8],
+  [0xc6336400, 24],
+]
 const overlaps = (a, aLength, b, bLength) => {
   const length = Math.min(aLength, bLength)
   return length === 0 || (a ^ b) >>> (32 - length) === 0
 }
 const reserved = (p) => RESERVED.some(([network, length]) => overlaps(p.network, p.length, network, length))
-writeFileSync(policyFile, JSON.stringify({
-  deliveryCriteria: [
-    { region: { subnet: ['10.1.0.0/16', ...ipv4Prefixes(size).filter((p) => !reserved(p)).map((p) => p.text)] } },
-    { region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } },
-    { protocol: ['http', 'https'] },
-  ],
-}))
+writeFileSync(
+  policyFile,
+  JSON.stringify({
+    deliveryCriteria: [
+      {
+        region: {
+          subnet: [
+            '10.1.0.0/16',
+            ...ipv4Prefixes(size)
+              .filter((p) => !reserved(p))
+              .map((p) => p.text),
+          ],
+        },
+      },
+      { region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } },
+      { protocol: ['http', 'https'] },
+    ],
+  }),
+)
 
 async function serve(mode) {
   const script = new URL('./lib/http-server.js', import.meta.url).pathname
-  const child = spawnNode(0, [...NODE_FLAGS, script, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: { ...process.env, BENCH_POLICY: policyFile } })
+  const child = spawnNode(0, [...NODE_FLAGS, script, mode], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    env: { ...process.env, BENCH_POLICY: policyFile },
+  })
   const url = await new Promise((resolve, reject) => {
     let out = ''
     child.stdout.on('data', (chunk) => {
@@ -89,20 +108,22 @@ try {
     status5xx: list.reduce((s, x) => s + x.status['5xx'], 0),
     status4xx: list.reduce((s, x) => s + x.status['4xx'], 0),
   })
-  console.log(JSON.stringify({
-    suite: 'http',
-    pinned,
-    prefixes: size,
-    seconds,
-    rounds,
-    bare: summary(runs.bare),
-    plugin: summary(runs.plugin),
-    // bare/plugin server CPU per request over the same windows: the guarded ratio
-    ratio: Math.round(median(cpuRatios) * 1000) / 1000,
-    ratios: cpuRatios.map((x) => Math.round(x * 1000) / 1000),
-    // plugin/bare requests per second in the same windows (each server had about half a core)
-    rpsRatio: Math.round(median(ratios) * 1000) / 1000,
-  }))
+  console.log(
+    JSON.stringify({
+      suite: 'http',
+      pinned,
+      prefixes: size,
+      seconds,
+      rounds,
+      bare: summary(runs.bare),
+      plugin: summary(runs.plugin),
+      // bare/plugin server CPU per request over the same windows: the guarded ratio
+      ratio: Math.round(median(cpuRatios) * 1000) / 1000,
+      ratios: cpuRatios.map((x) => Math.round(x * 1000) / 1000),
+      // plugin/bare requests per second in the same windows (each server had about half a core)
+      rpsRatio: Math.round(median(ratios) * 1000) / 1000,
+    }),
+  )
 } finally {
   for (const server of Object.values(servers)) server.stop()
   rmSync(scratchDir, { recursive: true, force: true })

@@ -3,7 +3,17 @@
 import { parseAddress } from '../dist/facts/address.js'
 import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../dist/table/range-table.js'
 import { msisdnKey, msisdnPrefixRange, normalizeMsisdn, splitKey } from '../dist/facts/msisdn.js'
-import { ipv4Prefixes, ipv6Prefixes, msisdnPrefixes, rng, v4Inside, v6Inside, randomV4, randomV6, median } from './lib/data.js'
+import {
+  ipv4Prefixes,
+  ipv6Prefixes,
+  msisdnPrefixes,
+  rng,
+  v4Inside,
+  v6Inside,
+  randomV4,
+  randomV6,
+  median,
+} from './lib/data.js'
 
 // BENCH_FAMILY: 4, 6 or msisdn.
 const family = process.env.BENCH_FAMILY ?? '4'
@@ -86,11 +96,21 @@ function measure(list, fn = lookup) {
   if (sink === -1) console.log(sink)
   return Math.round(median(samples))
 }
-const result = { suite: 'lookup', family, prefixes: size, intervals: table.count, hitNs: measure(flat(hits)), missNs: measure(flat(misses)) }
+const result = {
+  suite: 'lookup',
+  family,
+  prefixes: size,
+  intervals: table.count,
+  hitNs: measure(flat(hits)),
+  missNs: measure(flat(misses)),
+}
 if (baseline) {
   for (const q of [...hits.slice(0, 500), ...misses.slice(0, 500)]) {
     if ((lookup(q) !== 0) !== (baseline(q) !== 0)) throw new Error(`baseline disagrees on ${q}`)
   }
-  Object.assign(result, { baselineHitNs: measure(flat(hits), baseline), baselineMissNs: measure(flat(misses), baseline) })
+  Object.assign(result, {
+    baselineHitNs: measure(flat(hits), baseline),
+    baselineMissNs: measure(flat(misses), baseline),
+  })
 }
 console.log(JSON.stringify(result))

@@ -138,16 +138,18 @@ for (const [name, build] of peers) {
   const disagreements = sample.filter((text) => lookup(text) !== ours(text)).length
   const hit = measure(lookup, hits)
   const miss = measure(lookup, misses)
-  console.log(JSON.stringify({
-    suite: 'peers',
-    peer: name,
-    family,
-    prefixes: size,
-    buildMs,
-    hitNs: hit.ns,
-    missNs: miss.ns,
-    tooSlow: !hit.completed || !miss.completed,
-    lookupsMeasured: hit.lookups + miss.lookups,
-    disagreements,
-  }))
+  console.log(
+    JSON.stringify({
+      suite: 'peers',
+      peer: name,
+      family,
+      prefixes: size,
+      buildMs,
+      hitNs: hit.ns,
+      missNs: miss.ns,
+      tooSlow: !hit.completed || !miss.completed,
+      lookupsMeasured: hit.lookups + miss.lookups,
+      disagreements,
+    }),
+  )
 }

@@ -30,14 +30,24 @@ const surrogate = await createSurrogate({
   bodyLimit: 256 * 1024 * 1024,
 })
 const { contentUrl, apiUrl } = await surrogate.listen()
-const small = JSON.stringify({ deliveryCriteria: [{ region: { subnet: '10.0.0.0/8' } }, { region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } }] })
+const small = JSON.stringify({
+  deliveryCriteria: [
+    { region: { subnet: '10.0.0.0/8' } },
+    { region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } },
+  ],
+})
 const big = JSON.stringify({
   deliveryCriteria: [
     { region: { subnet: ['10.0.0.0/8', ...ipv4Prefixes(size).map((p) => p.text)] } },
     { region: { subnet2: '10.5.31.0/24', msdnPrefix: '135038' } },
   ],
 })
-const push = (text) => fetch(`${apiUrl}/cdni/metadata`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: text })
+const push = (text) =>
+  fetch(`${apiUrl}/cdni/metadata`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: text,
+  })
 if ((await push(small)).status !== 200) throw new Error('small push refused')
 
 const ms = (ns) => Math.round(ns / 1e4) / 100
@@ -64,19 +74,31 @@ async function phase(name, during) {
   clearInterval(probe)
   load.stop()
   const result = await load.result
-  return { phase: name, tookMs: Math.round(took), loopDelayP50Ms: ms(delay.percentile(50)), loopDelayP99Ms: ms(delay.percentile(99)), loopDelayMaxMs: ms(delay.max), probeMaxGapMs: Math.round(maxGap), ...result }
+  return {
+    phase: name,
+    tookMs: Math.round(took),
+    loopDelayP50Ms: ms(delay.percentile(50)),
+    loopDelayP99Ms: ms(delay.percentile(99)),
+    loopDelayMaxMs: ms(delay.max),
+    probeMaxGapMs: Math.round(maxGap),
+    ...result,
+  }
 }
 
 const rows = []
 rows.push(await phase('steady load, no push (3 s)', () => sleep(3000)))
-rows.push(await phase(`push ${size.toLocaleString('en')} prefixes via the API (worker)`, async () => {
-  const response = await push(big)
-  if (response.status !== 200) throw new Error(`big push answered ${response.status}`)
-  await response.json()
-}))
-rows.push(await phase(`same document compiled on the event loop`, async () => {
-  await sleep(0)
-  surrogate.content.cdniAuthz.update(big)
-}))
+rows.push(
+  await phase(`push ${size.toLocaleString('en')} prefixes via the API (worker)`, async () => {
+    const response = await push(big)
+    if (response.status !== 200) throw new Error(`big push answered ${response.status}`)
+    await response.json()
+  }),
+)
+rows.push(
+  await phase(`same document compiled on the event loop`, async () => {
+    await sleep(0)
+    surrogate.content.cdniAuthz.update(big)
+  }),
+)
 await surrogate.close()
 for (const row of rows) console.log(JSON.stringify({ suite: 'push', pinned, ...row }))

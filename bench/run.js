@@ -7,9 +7,17 @@ import { cpus } from 'node:os'
 const here = new URL('.', import.meta.url)
 const suites = [
   { name: 'compile 1M IPv4 + 200k IPv6', script: 'compile.js', flags: ['--expose-gc'] },
-  ...[1000, 100000, 1000000].map((size) => ({ name: `peers IPv4 ${size.toLocaleString('en')}`, script: 'peers.js', env: { BENCH_FAMILY: '4', BENCH_SIZE: String(size) } })),
+  ...[1000, 100000, 1000000].map((size) => ({
+    name: `peers IPv4 ${size.toLocaleString('en')}`,
+    script: 'peers.js',
+    env: { BENCH_FAMILY: '4', BENCH_SIZE: String(size) },
+  })),
   { name: 'peers IPv6 200,000', script: 'peers.js', env: { BENCH_FAMILY: '6', BENCH_SIZE: '200000' } },
-  ...[10000, 1000000].map((size) => ({ name: `MSISDN ${size.toLocaleString('en')}`, script: 'lookup.js', env: { BENCH_FAMILY: 'msisdn', BENCH_SIZE: String(size) } })),
+  ...[10000, 1000000].map((size) => ({
+    name: `MSISDN ${size.toLocaleString('en')}`,
+    script: 'lookup.js',
+    env: { BENCH_FAMILY: 'msisdn', BENCH_SIZE: String(size) },
+  })),
   { name: 'HTTP, mixed traffic', script: 'http.js' },
   { name: 'HTTP, allowed traffic only', script: 'http.js', env: { LOAD_MIX: 'allowed' } },
   { name: 'hot swap under load', script: 'push.js' },
@@ -29,11 +37,16 @@ for (const suite of suites) {
   for (const line of output.trim().split('\n')) results.push({ name: suite.name, ...JSON.parse(line) })
 }
 for (const r of results) {
-  const figures = Object.entries(r).filter(([k]) => k !== 'name' && k !== 'suite').map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`)
+  const figures = Object.entries(r)
+    .filter(([k]) => k !== 'name' && k !== 'suite')
+    .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`)
   console.log(`${r.name}: ${figures.join(' ')}`)
 }
 const folder = new URL('results/', here)
 mkdirSync(folder, { recursive: true })
 const file = new URL(`bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, folder)
-writeFileSync(file, JSON.stringify({ node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model, results }, null, 2))
+writeFileSync(
+  file,
+  JSON.stringify({ node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model, results }, null, 2),
+)
 console.log(`results written to ${file.pathname}`)

@@ -15,20 +15,39 @@ import { nsPerCall } from './lib/timing.js'
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 5000)
 const PATHS = Number(process.env.BENCH_PATHS ?? 20)
 const context = { gatewaysConfigured: false, countryDatabase: false, asnDatabase: false }
-const location = { 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'ipv4cidr', 'footprint-value': ipv4Prefixes(1000).map((p) => p.text) }] }] } }
-const protocol = { 'generic-metadata-type': 'MI.ProtocolACL', 'generic-metadata-value': { 'protocol-acl': [{ action: 'allow', protocols: ['http/1.1', 'https/1.1'] }] } }
+const location = {
+  'generic-metadata-type': 'MI.LocationACL',
+  'generic-metadata-value': {
+    locations: [
+      {
+        action: 'allow',
+        footprints: [{ 'footprint-type': 'ipv4cidr', 'footprint-value': ipv4Prefixes(1000).map((p) => p.text) }],
+      },
+    ],
+  },
+}
+const protocol = {
+  'generic-metadata-type': 'MI.ProtocolACL',
+  'generic-metadata-value': { 'protocol-acl': [{ action: 'allow', protocols: ['http/1.1', 'https/1.1'] }] },
+}
 const hosts = Array.from({ length: HOSTS }, (_, h) => ({
   host: `h${h}.example.com`,
   'host-metadata': {
     metadata: [location],
-    paths: Array.from({ length: PATHS }, (_, p) => ({ 'path-pattern': { pattern: `/section${p}/*/video?.m3u8` }, 'path-metadata': { metadata: [protocol] } })),
+    paths: Array.from({ length: PATHS }, (_, p) => ({
+      'path-pattern': { pattern: `/section${p}/*/video?.m3u8` },
+      'path-metadata': { metadata: [protocol] },
+    })),
   },
 }))
 const started = performance.now()
 const site = compileMetadata({ hosts }, context)
 const compileMs = performance.now() - started
 if (!site.ok) throw new Error(JSON.stringify(site.errors))
-const policy = compileMetadata({ deliveryCriteria: [{ region: { subnet: ipv4Prefixes(1000).map((p) => p.text) } }] }, context)
+const policy = compileMetadata(
+  { deliveryCriteria: [{ region: { subnet: ipv4Prefixes(1000).map((p) => p.text) } }] },
+  context,
+)
 if (!policy.ok) throw new Error('seed policy refused')
 
 const facts = createClientFacts()
@@ -37,7 +56,10 @@ facts.protocol = 1
 const scratch = new Uint32Array(64)
 const N = 400_000
 // The last pattern of each host matches: selection tries every one before it.
-const urls = Array.from({ length: 4096 }, (_, i) => [`h${(i * 7919) % HOSTS}.example.com`, `/section${PATHS - 1}/x${i}/video1.m3u8?t=${i}`])
+const urls = Array.from({ length: 4096 }, (_, i) => [
+  `h${(i * 7919) % HOSTS}.example.com`,
+  `/section${PATHS - 1}/x${i}/video1.m3u8?t=${i}`,
+])
 
 const time = (fn) => nsPerCall(fn, N)
 

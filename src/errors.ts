@@ -18,7 +18,9 @@ export class InvalidMetadataError extends InvalidMetadataBase {
   /** `errors` is never empty: a document is refused for a reason. */
   constructor(errors: [Problem, ...Problem[]] | Problem[], warnings: Problem[] = []) {
     const first = errors[0] as Problem
-    super(`${first.pointer || '(document)'} ${first.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`)
+    super(
+      `${first.pointer || '(document)'} ${first.message}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`,
+    )
     this.errors = errors
     this.warnings = warnings
   }
@@ -34,9 +36,17 @@ export const UnsupportedPayloadError = createError('FST_CDNI_UNSUPPORTED_PAYLOAD
 export const UnauthorizedError = createError('FST_CDNI_UNAUTHORIZED', 'a valid bearer token is required', 401)
 
 /** A push whose If-Match / If-None-Match does not hold for the live document; %s is its ETag. */
-export const PreconditionFailedError = createError('FST_CDNI_PRECONDITION_FAILED', "the live document's ETag is %s", 412)
+export const PreconditionFailedError = createError(
+  'FST_CDNI_PRECONDITION_FAILED',
+  "the live document's ETag is %s",
+  412,
+)
 
-const MetadataRefusedBase = createError('FST_CDNI_METADATA_REFUSED', 'metadata refused; the live policy is unchanged', 400)
+const MetadataRefusedBase = createError(
+  'FST_CDNI_METADATA_REFUSED',
+  'metadata refused; the live policy is unchanged',
+  400,
+)
 
 /** A pushed document the surrogate will not enforce: invalid, or one its content could not follow. */
 export class MetadataRefusedError extends MetadataRefusedBase {
@@ -49,7 +59,11 @@ export class MetadataRefusedError extends MetadataRefusedBase {
 }
 
 /** An accepted push that could not be stored; %s is the file system's error code. */
-export const StorageUnavailableError = createError('FST_CDNI_STORAGE_UNAVAILABLE', 'could not store the document (%s); the live policy is unchanged', 503)
+export const StorageUnavailableError = createError(
+  'FST_CDNI_STORAGE_UNAVAILABLE',
+  'could not store the document (%s); the live policy is unchanged',
+  503,
+)
 
 /** GET /cdni/metadata before any document was accepted. */
 export const NoMetadataError = createError('FST_CDNI_NO_METADATA', 'no metadata has been accepted yet', 404)

@@ -3,7 +3,16 @@
  * of them meets. The pipeline behind it (loaders, compiled tables, the trust walk) is not part of
  * it, so its layout can change without a major version.
  */
-export { default, cdniAuthz, type CdniAuthz, type CdniAuthzOptions, type DatabaseInfo, type DecisionCounts, type DenyReason, type UpdateResult } from './plugin/plugin.js'
+export {
+  default,
+  cdniAuthz,
+  type CdniAuthz,
+  type CdniAuthzOptions,
+  type DatabaseInfo,
+  type DecisionCounts,
+  type DenyReason,
+  type UpdateResult,
+} from './plugin/plugin.js'
 export { validateMetadata, type PreparedPolicy, type RefusedPolicy } from './load/prepare.js'
 export { parseMetadataText } from './load/parse-text.js'
 export type { ValidationReport } from './load/translate.js'

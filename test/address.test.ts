@@ -9,7 +9,30 @@ t.test('IPv4 accepts exactly four decimal parts 0-255 without leading zeros', as
   t.equal(parseIPv4('0.0.0.0'), 0)
   t.equal(parseIPv4('255.255.255.255'), 0xffffffff)
   t.equal(parseIPv4('10.1.2.3'), 0x0a010203)
-  for (const bad of ['0177.0.0.1', '10.01.0.1', '00.0.0.0', '0x7f.0.0.1', '127.1', '2130706433', '1.2.3', '1.2.3.4.5', '256.0.0.1', '1.2.3.', '.1.2.3', '1..2.3', '1.2.3.4 ', ' 1.2.3.4', '1.2.3.4:80', '１.2.3.4', '1.2.3.٤', 'unknown', '', '1.2.3.1000', '10.20.30.', '1.2.3.4.']) {
+  for (const bad of [
+    '0177.0.0.1',
+    '10.01.0.1',
+    '00.0.0.0',
+    '0x7f.0.0.1',
+    '127.1',
+    '2130706433',
+    '1.2.3',
+    '1.2.3.4.5',
+    '256.0.0.1',
+    '1.2.3.',
+    '.1.2.3',
+    '1..2.3',
+    '1.2.3.4 ',
+    ' 1.2.3.4',
+    '1.2.3.4:80',
+    '１.2.3.4',
+    '1.2.3.٤',
+    'unknown',
+    '',
+    '1.2.3.1000',
+    '10.20.30.',
+    '1.2.3.4.',
+  ]) {
     t.equal(parseIPv4(bad), -1, `refuses ${JSON.stringify(bad)}`)
   }
 })
@@ -29,7 +52,27 @@ t.test('IPv6 accepts the standard text forms and unwraps IPv4-mapped addresses',
   t.equal(out[0], 0x0a010203)
   t.equal(parseAddress('::ffff:a01:203', out), 4, 'IPv4-mapped in hex form is unwrapped too')
   t.equal(out[0], 0x0a010203)
-  for (const bad of ['fe80::1%eth0', '[2001:db8::1]', '[2001:db8::1]:443', '2001:db8::1:443:1:2:3:4', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', ':1:2:3:4:5:6:7', '1:2:3:4:5:6:7:', '1::2::3', '12345::', 'g::1', '::ffff:0177.0.0.1', '1:2:3:4:5:6:7:1.2.3.4', '::1.2.3', ':', ':::', '1:2:3:4:5:6:7:8::', 'a'.repeat(46), '2001:db8::1 ']) {
+  for (const bad of [
+    'fe80::1%eth0',
+    '[2001:db8::1]',
+    '[2001:db8::1]:443',
+    '2001:db8::1:443:1:2:3:4',
+    '1:2:3:4:5:6:7:8:9',
+    '1:2:3:4:5:6:7',
+    ':1:2:3:4:5:6:7',
+    '1:2:3:4:5:6:7:',
+    '1::2::3',
+    '12345::',
+    'g::1',
+    '::ffff:0177.0.0.1',
+    '1:2:3:4:5:6:7:1.2.3.4',
+    '::1.2.3',
+    ':',
+    ':::',
+    '1:2:3:4:5:6:7:8::',
+    'a'.repeat(46),
+    '2001:db8::1 ',
+  ]) {
     t.equal(parseAddress(bad, out), 0, `refuses ${JSON.stringify(bad)}`)
   }
 })
@@ -44,15 +87,32 @@ const ipv4Compatible = /^::[0-9.]+$/
 
 t.test('parsing agrees with ipaddr.js on every address ipaddr.js prints', async (t) => {
   fc.assert(
-    fc.property(fc.oneof(fc.ipV4(), fc.ipV6().filter((text) => !ipv4Compatible.test(text))), (text) => {
-      const family = parseAddress(text, out)
-      const parsed = ipaddr.parse(text)
-      const bytes = parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress() ? (parsed as ipaddr.IPv6).toIPv4Address().toByteArray() : parsed.toByteArray()
-      const words = family === 4 ? [out[0]] : [...out]
-      const want: number[] = []
-      for (let i = 0; i < bytes.length; i += 4) want.push((((bytes[i] as number) << 24) | ((bytes[i + 1] as number) << 16) | ((bytes[i + 2] as number) << 8) | (bytes[i + 3] as number)) >>> 0)
-      return family === (bytes.length === 4 ? 4 : 6) && JSON.stringify(words) === JSON.stringify(want)
-    }),
+    fc.property(
+      fc.oneof(
+        fc.ipV4(),
+        fc.ipV6().filter((text) => !ipv4Compatible.test(text)),
+      ),
+      (text) => {
+        const family = parseAddress(text, out)
+        const parsed = ipaddr.parse(text)
+        const bytes =
+          parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()
+            ? (parsed as ipaddr.IPv6).toIPv4Address().toByteArray()
+            : parsed.toByteArray()
+        const words = family === 4 ? [out[0]] : [...out]
+        const want: number[] = []
+        for (let i = 0; i < bytes.length; i += 4) {
+          want.push(
+            (((bytes[i] as number) << 24) |
+              ((bytes[i + 1] as number) << 16) |
+              ((bytes[i + 2] as number) << 8) |
+              (bytes[i + 3] as number)) >>>
+              0,
+          )
+        }
+        return family === (bytes.length === 4 ? 4 : 6) && JSON.stringify(words) === JSON.stringify(want)
+      },
+    ),
     { seed: 7, numRuns: 2000 },
   )
   t.pass('no disagreement')

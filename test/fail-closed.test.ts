@@ -11,7 +11,10 @@ import { ASN, CITY } from './helpers/geo.js'
 
 const PROXY = '192.0.2.5'
 const GATEWAY = '203.0.113.10'
-const TRUST: CdniAuthzOptions = { trustedProxies: ['192.0.2.0/24'], gateways: [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }] }
+const TRUST: CdniAuthzOptions = {
+  trustedProxies: ['192.0.2.0/24'],
+  gateways: [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }],
+}
 
 type LogLine = Record<string, unknown>
 
@@ -34,7 +37,9 @@ async function app(metadata: unknown, trust: CdniAuthzOptions = TRUST, lines?: L
 const criteria = (...entries: unknown[]) => ({ deliveryCriteria: entries })
 /** The load warnings the plugin logged, as `{ pointer, message }`. */
 const warningsIn = (lines: LogLine[]) =>
-  lines.filter((line) => line.msg === 'cdni-authz: metadata warning').map((line) => (line.cdniAuthz as { warning: unknown }).warning)
+  lines
+    .filter((line) => line.msg === 'cdni-authz: metadata warning')
+    .map((line) => (line.cdniAuthz as { warning: unknown }).warning)
 const MSISDN = { 'x-up-calling-line-id': '8613503812345' }
 const GB = '81.2.69.142' // GB in the test's City database
 const TELSTRA = '1.130.1.1' // AS 1221 in the test's AS database
@@ -45,8 +50,16 @@ t.test('subnet: no source address, no match', async (t) => {
   t.equal(await get(PROXY), 403, 'our proxy forwarded no X-Forwarded-For')
   t.equal(await get(PROXY, { 'x-forwarded-for': '192.0.2.9, 192.0.2.7' }), 403, 'every entry is one of our proxies')
   t.equal(await get(PROXY, { 'x-forwarded-for': '10.1.2.3:443' }), 403, 'the entry has a port')
-  t.equal(await get(PROXY, { 'x-forwarded-for': ['10.1.2.3', ...Array(16).fill('192.0.2.9')].join(',') }), 403, 'more of our proxies than the entry cap')
-  t.equal(await get(PROXY, { 'x-forwarded-for': [...Array(16).fill('6.6.6.6'), '10.1.2.3'].join(',') }), 200, 'what the client wrote left of its address changes nothing, however long')
+  t.equal(
+    await get(PROXY, { 'x-forwarded-for': ['10.1.2.3', ...Array(16).fill('192.0.2.9')].join(',') }),
+    403,
+    'more of our proxies than the entry cap',
+  )
+  t.equal(
+    await get(PROXY, { 'x-forwarded-for': [...Array(16).fill('6.6.6.6'), '10.1.2.3'].join(',') }),
+    200,
+    'what the client wrote left of its address changes nothing, however long',
+  )
   t.equal(await get('not-an-address'), 403, 'the socket gave no usable address')
 })
 
@@ -56,7 +69,11 @@ t.test('subnet2: no handset address, no match', async (t) => {
   t.equal(await get(GATEWAY, { 'x-forwarded-for': '10.5.31.7' }), 200, 'established: allowed')
   t.equal(await get(GATEWAY), 403, 'the gateway appended nothing')
   t.equal(await get(GATEWAY, { 'x-forwarded-for': '010.5.31.7' }), 403, 'the entry is not strict decimal')
-  t.equal(await get('198.51.100.7', { 'x-forwarded-for': '10.5.31.7' }), 403, 'not a gateway: its header is not believed')
+  t.equal(
+    await get('198.51.100.7', { 'x-forwarded-for': '10.5.31.7' }),
+    403,
+    'not a gateway: its header is not believed',
+  )
   const noGateway = await app(metadata, { trustedProxies: ['192.0.2.0/24'] })
   t.equal(await noGateway(GATEWAY, { 'x-forwarded-for': '10.5.31.7' }), 403, 'no gateway configured at all')
 })
@@ -82,8 +99,18 @@ t.test('country and bgpAs: no database, no match (and a load warning says so)', 
   writeFileSync(cityPath, CITY)
   writeFileSync(asnPath, ASN)
   const cases = [
-    { region: { country: 'GB' }, source: GB, databases: { countryDb: cityPath }, warning: 'country needs a country database and none is configured: regions using it never match' },
-    { region: { bgpAs: 1221 }, source: TELSTRA, databases: { asnDb: asnPath }, warning: 'bgpAs needs an AS-number database and none is configured: regions using it never match' },
+    {
+      region: { country: 'GB' },
+      source: GB,
+      databases: { countryDb: cityPath },
+      warning: 'country needs a country database and none is configured: regions using it never match',
+    },
+    {
+      region: { bgpAs: 1221 },
+      source: TELSTRA,
+      databases: { asnDb: asnPath },
+      warning: 'bgpAs needs an AS-number database and none is configured: regions using it never match',
+    },
   ]
   for (const { region, source, databases, warning } of cases) {
     const name = Object.keys(region)[0] as string
@@ -94,7 +121,11 @@ t.test('country and bgpAs: no database, no match (and a load warning says so)', 
     t.same(warningsIn(withDatabase), [], `${name}: with a database, no load warning`)
     const lines: LogLine[] = []
     const get = await app(metadata, { ...TRUST, countryDb: false }, lines)
-    t.same(warningsIn(lines), [{ pointer: `/deliveryCriteria/0/region/${name}`, message: warning }], `${name}: the load warning names the criterion and says it never matches`)
+    t.same(
+      warningsIn(lines),
+      [{ pointer: `/deliveryCriteria/0/region/${name}`, message: warning }],
+      `${name}: the load warning names the criterion and says it never matches`,
+    )
     t.equal(await get(source), 403, `${name} without a database never matches`)
     t.equal(await get('198.51.100.7'), 403, `${name} without a database never matches, for any address`)
     t.equal(await get('10.1.2.3'), 200, 'another region still matches')
@@ -103,26 +134,55 @@ t.test('country and bgpAs: no database, no match (and a load warning says so)', 
 
 t.test('protocol: unknown, no match', async (t) => {
   const get = await app(criteria({ protocol: ['http', 'https'] }))
-  t.equal(await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': 'https' }), 200, 'established: allowed')
+  t.equal(
+    await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': 'https' }),
+    200,
+    'established: allowed',
+  )
   t.equal(await get(PROXY, { 'x-forwarded-for': '10.1.2.3' }), 403, 'our proxy did not say')
-  t.equal(await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': 'gopher' }), 403, 'our proxy said something else')
-  t.equal(await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': ['https', 'https'] }), 403, 'our proxy said it twice')
+  t.equal(
+    await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': 'gopher' }),
+    403,
+    'our proxy said something else',
+  )
+  t.equal(
+    await get(PROXY, { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': ['https', 'https'] }),
+    403,
+    'our proxy said it twice',
+  )
 })
 
 t.test('timeWindow: the clock is always known; inside the window allowed, outside no match', async (t) => {
-  const inside = await app(criteria({ timeWindow: { startTime: '2000-01-01T00:00:00Z', endTime: '2100-01-01T00:00:00Z' } }))
+  const inside = await app(
+    criteria({ timeWindow: { startTime: '2000-01-01T00:00:00Z', endTime: '2100-01-01T00:00:00Z' } }),
+  )
   t.equal(await inside('10.1.2.3'), 200, 'established: the clock is inside the window')
-  const get = await app(criteria({ timeWindow: { startTime: '2000-01-01T00:00:00Z', endTime: '2001-01-01T00:00:00Z' } }))
+  const get = await app(
+    criteria({ timeWindow: { startTime: '2000-01-01T00:00:00Z', endTime: '2001-01-01T00:00:00Z' } }),
+  )
   t.equal(await get('10.1.2.3'), 403, 'the window has ended')
 })
 
-t.test('metadata the edge does not understand is refused whole, and with no policy every request is denied', async (t) => {
-  const instance = Fastify({ logger: false })
-  await instance.register(cdniAuthz, TRUST)
-  instance.get('/content', async () => 'ok')
-  t.teardown(() => instance.close())
-  t.throws(() => instance.cdniAuthz.update(criteria({ region: { subnet: '0.0.0.0/0', handsetModel: 'any' } })), { statusCode: 400, errors: [{ pointer: /deliveryCriteria/ }] })
-  t.throws(() => instance.cdniAuthz.update(criteria({ geoFence: { radius: 5 } })), { statusCode: 400, errors: [{ pointer: /deliveryCriteria/ }] })
-  t.equal(instance.cdniAuthz.loaded, false)
-  t.equal((await instance.inject({ url: '/content', remoteAddress: '10.1.2.3' })).statusCode, 403, 'nothing loaded: denied')
-})
+t.test(
+  'metadata the edge does not understand is refused whole, and with no policy every request is denied',
+  async (t) => {
+    const instance = Fastify({ logger: false })
+    await instance.register(cdniAuthz, TRUST)
+    instance.get('/content', async () => 'ok')
+    t.teardown(() => instance.close())
+    t.throws(() => instance.cdniAuthz.update(criteria({ region: { subnet: '0.0.0.0/0', handsetModel: 'any' } })), {
+      statusCode: 400,
+      errors: [{ pointer: /deliveryCriteria/ }],
+    })
+    t.throws(() => instance.cdniAuthz.update(criteria({ geoFence: { radius: 5 } })), {
+      statusCode: 400,
+      errors: [{ pointer: /deliveryCriteria/ }],
+    })
+    t.equal(instance.cdniAuthz.loaded, false)
+    t.equal(
+      (await instance.inject({ url: '/content', remoteAddress: '10.1.2.3' })).statusCode,
+      403,
+      'nothing loaded: denied',
+    )
+  },
+)

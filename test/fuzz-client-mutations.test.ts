@@ -45,7 +45,19 @@ const MSISDN_PREFIXES = ['135038', '+447700', '139', '+86150']
 const COUNTRIES = ['GB', 'US', 'CN']
 
 /** Sources: direct clients, or the entry our first proxy appended. Never a proxy or gateway. */
-const CLIENTS = ['10.1.2.3', '10.2.0.1', '::ffff:10.1.2.3', '2001:db8:1::9', '2001:db8:9::1', '198.51.100.7', '198.51.100.200', '81.2.69.142', '216.160.83.57', '2001:480::1', '8.8.8.8']
+const CLIENTS = [
+  '10.1.2.3',
+  '10.2.0.1',
+  '::ffff:10.1.2.3',
+  '2001:db8:1::9',
+  '2001:db8:9::1',
+  '198.51.100.7',
+  '198.51.100.200',
+  '81.2.69.142',
+  '216.160.83.57',
+  '2001:480::1',
+  '8.8.8.8',
+]
 const HANDSETS = ['10.5.31.7', '10.5.32.7', '2001:db8:5::7', '2001:db8:6::7', '100.64.3.4', '100.65.3.4']
 const PROXY_ADDRESSES = ['192.0.2.5', '192.0.2.77', '2001:db8:ff::1']
 const GATEWAY_ADDRESSES = ['203.0.113.10', '203.0.113.3', '2001:db8:ee::10']
@@ -68,7 +80,10 @@ const COUNTRY_DB = buildMmdb(
 
 const ALLOW_ALL_PROFILE = { deliveryCriteria: [{ protocol: ['http', 'https'] }], deliveryRules: { allow: true } }
 const denyProfiles = (...criteria: unknown[][]) => ({
-  deliveryProfiles: [...criteria.map((deliveryCriteria) => ({ deliveryCriteria, deliveryRules: { allow: false } })), ALLOW_ALL_PROFILE],
+  deliveryProfiles: [
+    ...criteria.map((deliveryCriteria) => ({ deliveryCriteria, deliveryRules: { allow: false } })),
+    ALLOW_ALL_PROFILE,
+  ],
 })
 const acl = (type: string, value: unknown) => ({ 'generic-metadata-type': type, 'generic-metadata-value': value })
 const footprint = (type: string, value: string[]) => ({ 'footprint-type': type, 'footprint-value': value })
@@ -83,8 +98,19 @@ const hostIndex = (denies: unknown[][], denied?: string) => ({
       host: HOST,
       'host-metadata': {
         metadata: [
-          acl('MI.LocationACL', { locations: [...denies.map((footprints) => ({ action: 'deny', footprints })), ...ALLOW_ALL_LOCATIONS] }),
-          ...(denied === undefined ? [] : [acl('MI.ProtocolACL', { 'protocol-acl': [{ action: 'deny', protocols: [denied] }, { action: 'allow', protocols: ['http/1.1', 'https/1.1'] }] })]),
+          acl('MI.LocationACL', {
+            locations: [...denies.map((footprints) => ({ action: 'deny', footprints })), ...ALLOW_ALL_LOCATIONS],
+          }),
+          ...(denied === undefined
+            ? []
+            : [
+                acl('MI.ProtocolACL', {
+                  'protocol-acl': [
+                    { action: 'deny', protocols: [denied] },
+                    { action: 'allow', protocols: ['http/1.1', 'https/1.1'] },
+                  ],
+                }),
+              ]),
         ],
       },
     },
@@ -94,10 +120,19 @@ const hostIndex = (denies: unknown[][], denied?: string) => ({
 /** Written by hand, so every kind of deny rule is there whatever the sample gives. */
 const HAND_WRITTEN: unknown[] = [
   denyProfiles([{ region: { msdnPrefix: '135038' } }], [{ region: { subnet2: '10.5.31.0/24' } }]),
-  denyProfiles([{ region: { subnet: SOURCE_RANGES } }], [{ region: { country: ['GB', 'CN'] } }], [{ protocol: 'http' }]),
+  denyProfiles(
+    [{ region: { subnet: SOURCE_RANGES } }],
+    [{ region: { country: ['GB', 'CN'] } }],
+    [{ protocol: 'http' }],
+  ),
   hostIndex([[footprint('x-msisdn-prefix', ['135038'])], [footprint('x-handset-cidr', ['10.5.31.0/24'])]]),
   hostIndex(
-    [[footprint('ipv4cidr', V4_SOURCE_RANGES)], [footprint('ipv6cidr', V6_SOURCE_RANGES)], [footprint('countrycode', ['us', 'cn'])], [footprint('x-handset-cidr', HANDSET_RANGES), footprint('x-msisdn-prefix', ['+447700'])]],
+    [
+      [footprint('ipv4cidr', V4_SOURCE_RANGES)],
+      [footprint('ipv6cidr', V6_SOURCE_RANGES)],
+      [footprint('countrycode', ['us', 'cn'])],
+      [footprint('x-handset-cidr', HANDSET_RANGES), footprint('x-msisdn-prefix', ['+447700'])],
+    ],
     'https/1.1',
   ),
 ]
@@ -108,22 +143,41 @@ const seedDeny = fc.oneof(
   { weight: 3, arbitrary: some(HANDSET_RANGES).map((subnet2) => ({ region: { subnet2 } })) },
   { weight: 3, arbitrary: some(SOURCE_RANGES).map((subnet) => ({ region: { subnet } })) },
   { weight: 2, arbitrary: some(COUNTRIES).map((country) => ({ region: { country } })) },
-  { weight: 2, arbitrary: fc.tuple(some(HANDSET_RANGES), some(MSISDN_PREFIXES)).map(([subnet2, msdnPrefix]) => ({ region: { subnet2, msdnPrefix } })) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(some(HANDSET_RANGES), some(MSISDN_PREFIXES))
+      .map(([subnet2, msdnPrefix]) => ({ region: { subnet2, msdnPrefix } })),
+  },
   { weight: 1, arbitrary: fc.constantFrom('http', 'https').map((protocol) => ({ protocol })) },
 )
-const seedPolicy = fc.array(fc.array(seedDeny, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 5 }).map((profiles) => denyProfiles(...profiles))
+const seedPolicy = fc
+  .array(fc.array(seedDeny, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 5 })
+  .map((profiles) => denyProfiles(...profiles))
 const denyFootprint = fc.oneof(
   some(V4_SOURCE_RANGES).map((v) => footprint('ipv4cidr', v)),
   some(V6_SOURCE_RANGES).map((v) => footprint('ipv6cidr', v)),
   some(HANDSET_RANGES).map((v) => footprint('x-handset-cidr', v)),
   some(MSISDN_PREFIXES).map((v) => footprint('x-msisdn-prefix', v)),
-  some(COUNTRIES).map((v) => footprint('countrycode', v.map((c) => c.toLowerCase()))),
+  some(COUNTRIES).map((v) =>
+    footprint(
+      'countrycode',
+      v.map((c) => c.toLowerCase()),
+    ),
+  ),
 )
 const rfcPolicy = fc
-  .tuple(fc.array(fc.array(denyFootprint, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 5 }), fc.option(fc.constantFrom('http/1.1', 'https/1.1'), { nil: undefined, freq: 3 }))
+  .tuple(
+    fc.array(fc.array(denyFootprint, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 5 }),
+    fc.option(fc.constantFrom('http/1.1', 'https/1.1'), { nil: undefined, freq: 3 }),
+  )
   .map(([denies, denied]) => hostIndex(denies, denied))
 
-const POLICIES: unknown[] = [...HAND_WRITTEN, ...fc.sample(seedPolicy, { numRuns: 4, seed: 8006 }), ...fc.sample(rfcPolicy, { numRuns: 4, seed: 8006 })]
+const POLICIES: unknown[] = [
+  ...HAND_WRITTEN,
+  ...fc.sample(seedPolicy, { numRuns: 4, seed: 8006 }),
+  ...fc.sample(rfcPolicy, { numRuns: 4, seed: 8006 }),
+]
 
 // ---- Requests ---------------------------------------------------------------------------------
 
@@ -145,10 +199,29 @@ const baseRequest: fc.Arbitrary<BaseRequest> = fc.oneof(
   fc.constantFrom(...CLIENTS).map((peer): BaseRequest => ({ via: 'direct', peer, xff: [], proto: null, msisdn: null })),
   fc
     .tuple(fc.constantFrom(...PROXY_ADDRESSES), fc.constantFrom(...CLIENTS), hops, proto)
-    .map(([peer, source, more, p]): BaseRequest => ({ via: 'proxy', peer, xff: [source, ...more], proto: p, msisdn: null })),
+    .map(([peer, source, more, p]): BaseRequest => ({
+      via: 'proxy',
+      peer,
+      xff: [source, ...more],
+      proto: p,
+      msisdn: null,
+    })),
   fc
-    .tuple(fc.constantFrom(...PROXY_ADDRESSES), fc.constantFrom(...HANDSETS), fc.constantFrom(...GATEWAY_ADDRESSES), hops, proto, gatewayMsisdn)
-    .map(([peer, handset, gateway, more, p, msisdn]): BaseRequest => ({ via: 'proxy-gateway', peer, xff: [handset, gateway, ...more], proto: p, msisdn })),
+    .tuple(
+      fc.constantFrom(...PROXY_ADDRESSES),
+      fc.constantFrom(...HANDSETS),
+      fc.constantFrom(...GATEWAY_ADDRESSES),
+      hops,
+      proto,
+      gatewayMsisdn,
+    )
+    .map(([peer, handset, gateway, more, p, msisdn]): BaseRequest => ({
+      via: 'proxy-gateway',
+      peer,
+      xff: [handset, gateway, ...more],
+      proto: p,
+      msisdn,
+    })),
   fc
     .tuple(fc.constantFrom(...GATEWAY_ADDRESSES), fc.constantFrom(...HANDSETS), gatewayMsisdn)
     .map(([peer, handset, msisdn]): BaseRequest => ({ via: 'gateway', peer, xff: [handset], proto: null, msisdn })),
@@ -171,13 +244,34 @@ type Mutation =
   | { kind: 'header'; name: string; value: string }
 
 const rangeAddress = fc.constantFrom(...CLIENTS, ...HANDSETS, ...PROXY_ADDRESSES, ...GATEWAY_ADDRESSES)
-const junk = fc.constantFrom('unknown', '_hidden', '', ' ', '\t', ' \t ', '0177.0.0.1', '10.1.2.3:80', '[2001:db8:1::9]', '2001:db8:1::9%eth0', '10.1.2', '1.2.3.256', '010.5.31.7', 'for=10.1.2.3')
+const junk = fc.constantFrom(
+  'unknown',
+  '_hidden',
+  '',
+  ' ',
+  '\t',
+  ' \t ',
+  '0177.0.0.1',
+  '10.1.2.3:80',
+  '[2001:db8:1::9]',
+  '2001:db8:1::9%eth0',
+  '10.1.2',
+  '1.2.3.256',
+  '010.5.31.7',
+  'for=10.1.2.3',
+)
 const xffPiece: fc.Arbitrary<XffPiece> = fc.oneof(
   { weight: 4, arbitrary: rangeAddress },
   { weight: 2, arbitrary: junk },
   { weight: 1, arbitrary: fc.string({ maxLength: 16 }) },
   { weight: 1, arbitrary: fc.record({ repeat: rangeAddress, times: fc.integer({ min: 16, max: 40 }) }) },
-  { weight: 1, arbitrary: fc.record({ fill: fc.constantFrom('a', '9', ' ', '\t', '.', ':'), length: fc.integer({ min: 1000, max: 1500 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      fill: fc.constantFrom('a', '9', ' ', '\t', '.', ':'),
+      length: fc.integer({ min: 1000, max: 1500 }),
+    }),
+  },
 )
 const xffMutation = fc.record({
   kind: fc.constant('x-forwarded-for' as const),
@@ -187,18 +281,45 @@ const xffMutation = fc.record({
 })
 /** The MSISDN header's name with each letter in either case and each `-` possibly `_`. */
 const msisdnTwin = fc
-  .tuple(fc.array(fc.boolean(), { minLength: MSISDN_HEADER.length, maxLength: MSISDN_HEADER.length }), fc.array(fc.boolean(), { minLength: MSISDN_HEADER.length, maxLength: MSISDN_HEADER.length }))
-  .map(([upper, underscore]) => [...MSISDN_HEADER].map((c, i) => (c === '-' ? (underscore[i] === true ? '_' : '-') : upper[i] === true ? c.toUpperCase() : c)).join(''))
+  .tuple(
+    fc.array(fc.boolean(), { minLength: MSISDN_HEADER.length, maxLength: MSISDN_HEADER.length }),
+    fc.array(fc.boolean(), { minLength: MSISDN_HEADER.length, maxLength: MSISDN_HEADER.length }),
+  )
+  .map(([upper, underscore]) =>
+    [...MSISDN_HEADER]
+      .map((c, i) => (c === '-' ? (underscore[i] === true ? '_' : '-') : upper[i] === true ? c.toUpperCase() : c))
+      .join(''),
+  )
 const msisdnName = fc.oneof(
-  fc.constantFrom(MSISDN_HEADER, 'x_up_calling_line_id', 'x-up_calling-line-id', 'X-UP-CALLING-LINE_ID', 'X-Up-Calling-Line-Id'),
+  fc.constantFrom(
+    MSISDN_HEADER,
+    'x_up_calling_line_id',
+    'x-up_calling-line-id',
+    'X-UP-CALLING-LINE_ID',
+    'X-Up-Calling-Line-Id',
+  ),
   msisdnTwin,
 )
 const msisdnValue = fc.oneof(
-  fc.constantFrom(...MSISDNS, '', 'x', '+8613503812345', '008613503812345', '13503812345', '86 13503812345', '8613503812345, 8618612345678'),
+  fc.constantFrom(
+    ...MSISDNS,
+    '',
+    'x',
+    '+8613503812345',
+    '008613503812345',
+    '13503812345',
+    '86 13503812345',
+    '8613503812345, 8618612345678',
+  ),
   fc.stringMatching(/^\+?[0-9]{0,16}$/),
   fc.string({ maxLength: 20 }),
 )
-const msisdnMutation = fc.record({ kind: fc.constant('msisdn' as const), name: msisdnName, value: msisdnValue, before: fc.boolean() })
+const msisdnMutation = fc.record({
+  kind: fc.constant('msisdn' as const),
+  name: msisdnName,
+  value: msisdnValue,
+  before: fc.boolean(),
+})
 const protoMutation = fc.record({
   kind: fc.constant('x-forwarded-proto' as const),
   value: fc.constantFrom('http', 'https', 'HTTPS', 'Http', '', 'https, http', 'ftp'),
@@ -206,8 +327,14 @@ const protoMutation = fc.record({
 })
 const bracketed = (address: string) => (address.includes(':') ? `"[${address}]"` : address)
 const headerMutation = fc.oneof(
-  rangeAddress.map((a): Mutation => ({ kind: 'header', name: 'forwarded', value: `for=${bracketed(a)};host=${HOST};proto=https` })),
-  fc.tuple(fc.constantFrom('x-forwarded-host', 'x-real-ip', 'x-client-ip', 'true-client-ip'), rangeAddress).map(([name, value]): Mutation => ({ kind: 'header', name, value })),
+  rangeAddress.map((a): Mutation => ({
+    kind: 'header',
+    name: 'forwarded',
+    value: `for=${bracketed(a)};host=${HOST};proto=https`,
+  })),
+  fc
+    .tuple(fc.constantFrom('x-forwarded-host', 'x-real-ip', 'x-client-ip', 'true-client-ip'), rangeAddress)
+    .map(([name, value]): Mutation => ({ kind: 'header', name, value })),
 )
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 3, arbitrary: xffMutation },
@@ -233,7 +360,11 @@ const anyCase: fc.Arbitrary<Case> = fc.record({
 type Lines = [string, string][]
 
 const pieceText = (piece: XffPiece): string =>
-  typeof piece === 'string' ? piece : 'repeat' in piece ? Array.from({ length: piece.times }, () => piece.repeat).join(', ') : piece.fill.repeat(piece.length)
+  typeof piece === 'string'
+    ? piece
+    : 'repeat' in piece
+      ? Array.from({ length: piece.times }, () => piece.repeat).join(', ')
+      : piece.fill.repeat(piece.length)
 
 /** The request's header lines once the client has made `mutations` and the trusted hops have
  * appended their own data. */
@@ -255,8 +386,16 @@ function linesOf(request: BaseRequest, mutations: readonly Mutation[]): Lines {
     if (own !== null) lines.push([name, own])
     for (const m of added) if (!m.before) lines.push([m.name, m.value])
   }
-  around(MSISDN_HEADER, request.msisdn, mutations.flatMap((m) => (m.kind === 'msisdn' ? [m] : [])))
-  around('x-forwarded-proto', request.proto, mutations.flatMap((m) => (m.kind === 'x-forwarded-proto' ? [{ ...m, name: 'x-forwarded-proto' }] : [])))
+  around(
+    MSISDN_HEADER,
+    request.msisdn,
+    mutations.flatMap((m) => (m.kind === 'msisdn' ? [m] : [])),
+  )
+  around(
+    'x-forwarded-proto',
+    request.proto,
+    mutations.flatMap((m) => (m.kind === 'x-forwarded-proto' ? [{ ...m, name: 'x-forwarded-proto' }] : [])),
+  )
   for (const m of mutations) if (m.kind === 'header') lines.push([m.name, m.value])
   return lines
 }
@@ -269,8 +408,12 @@ function headerObject(lines: Lines): Record<string, string[]> {
   return out
 }
 
-const shorten = (value: string) => (value.length <= 100 ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, 40))}...(${value.length} characters)...${JSON.stringify(value.slice(-40))}`)
-const show = (peer: string, lines: Lines) => [`  peer ${peer}`, ...lines.map(([name, value]) => `  ${name}: ${shorten(value)}`)].join('\n')
+const shorten = (value: string) =>
+  value.length <= 100
+    ? JSON.stringify(value)
+    : `${JSON.stringify(value.slice(0, 40))}...(${value.length} characters)...${JSON.stringify(value.slice(-40))}`
+const show = (peer: string, lines: Lines) =>
+  [`  peer ${peer}`, ...lines.map(([name, value]) => `  ${name}: ${shorten(value)}`)].join('\n')
 
 async function statusOf(app: FastifyInstance, peer: string, lines: Lines): Promise<number> {
   return (await app.inject({ method: 'GET', url: PATH, remoteAddress: peer, headers: headerObject(lines) })).statusCode
@@ -283,7 +426,13 @@ async function check(app: FastifyInstance, c: Case): Promise<{ base: number; vio
   const { request } = c
   const baseLines = linesOf(request, [])
   const base = await statusOf(app, request.peer, baseLines)
-  return { base, violation: base >= 500 ? `property 3: the base request got ${base}\n${show(request.peer, baseLines)}` : await mutated(app, c, base, baseLines) }
+  return {
+    base,
+    violation:
+      base >= 500
+        ? `property 3: the base request got ${base}\n${show(request.peer, baseLines)}`
+        : await mutated(app, c, base, baseLines),
+  }
 }
 
 async function mutated(app: FastifyInstance, c: Case, base: number, baseLines: Lines): Promise<string | null> {
@@ -294,10 +443,18 @@ async function mutated(app: FastifyInstance, c: Case, base: number, baseLines: L
     const where = `base ${base}, then ${status} after ${k} mutation(s) (via ${request.via}, policy ${c.policy}): ${JSON.stringify(c.mutations.slice(0, k))}\nbase request:\n${show(request.peer, baseLines)}\nmutated request:\n${show(request.peer, lines)}`
     if (status >= 500) return `property 3: a 5xx; ${where}`
     if (base === 403 && status === 200) return `property 1: a client turned a 403 into a 200; ${where}`
-    if (request.via === 'direct' && status !== base) return `property 2: a direct client's own headers changed the decision; ${where}`
+    if (request.via === 'direct' && status !== base) {
+      return `property 2: a direct client's own headers changed the decision; ${where}`
+    }
     if (base === 403) {
-      const explained = app.cdniAuthz.explain({ socket: { remoteAddress: request.peer }, raw: { rawHeaders: lines.flat(), headers: { host: HOST } }, url: PATH } as never)
-      if (explained?.allowed !== false) return `property 1: explain() allows the mutated request, its lines as sent; ${where}`
+      const explained = app.cdniAuthz.explain({
+        socket: { remoteAddress: request.peer },
+        raw: { rawHeaders: lines.flat(), headers: { host: HOST } },
+        url: PATH,
+      } as never)
+      if (explained?.allowed !== false) {
+        return `property 1: explain() allows the mutated request, its lines as sent; ${where}`
+      }
     }
   }
   return null
@@ -309,7 +466,11 @@ const dir = t.testdir({})
 const countryDb = join(dir, 'country.mmdb')
 writeFileSync(countryDb, COUNTRY_DB)
 
-async function build(metadata: unknown, options: Partial<CdniAuthzOptions> = {}, route: (headers: Record<string, unknown>) => unknown = () => 'ok'): Promise<FastifyInstance> {
+async function build(
+  metadata: unknown,
+  options: Partial<CdniAuthzOptions> = {},
+  route: (headers: Record<string, unknown>) => unknown = () => 'ok',
+): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   await app.register(cdniAuthz, { metadata, trustedProxies: PROXIES, gateways: GATEWAYS, countryDb, ...options })
   app.get('/*', async (request) => route(request.headers))
@@ -323,14 +484,33 @@ const policyApps = () => (built ??= Promise.all(POLICIES.map((policy) => build(p
 
 t.test('the policies deny on every fact, in both formats, and all load', async (t) => {
   const text = JSON.stringify(POLICIES)
-  for (const kind of ['"msdnPrefix"', '"subnet2"', '"subnet"', '"country"', '"protocol":"http', '"x-msisdn-prefix"', '"x-handset-cidr"', '"ipv4cidr"', '"ipv6cidr"', '"countrycode"', '"MI.ProtocolACL"']) {
+  for (const kind of [
+    '"msdnPrefix"',
+    '"subnet2"',
+    '"subnet"',
+    '"country"',
+    '"protocol":"http',
+    '"x-msisdn-prefix"',
+    '"x-handset-cidr"',
+    '"ipv4cidr"',
+    '"ipv6cidr"',
+    '"countrycode"',
+    '"MI.ProtocolACL"',
+  ]) {
     t.ok(text.includes(kind), `a policy reads ${kind}`)
   }
-  t.equal(POLICIES.filter((p) => typeof p === 'object' && p !== null && 'hosts' in p).length, POLICIES.length / 2, 'half are RFC 8006')
-  t.ok((await policyApps()).every((app) => app.cdniAuthz.loaded), 'every policy loads')
+  t.equal(
+    POLICIES.filter((p) => typeof p === 'object' && p !== null && 'hosts' in p).length,
+    POLICIES.length / 2,
+    'half are RFC 8006',
+  )
+  t.ok(
+    (await policyApps()).every((app) => app.cdniAuthz.loaded),
+    'every policy loads',
+  )
 })
 
-t.test('nothing a client adds turns a 403 into a 200, changes a direct client\'s decision, or gets a 5xx', async (t) => {
+t.test("nothing a client adds turns a 403 into a 200, changes a direct client's decision, or gets a 5xx", async (t) => {
   const apps = await policyApps()
   const seen = { runs: 0, denied: 0, allowed: 0, trustedDenied: 0, directDenied: 0, directAllowed: 0 }
   const started = performance.now()
@@ -355,32 +535,69 @@ t.test('nothing a client adds turns a 403 into a 200, changes a direct client\'s
   t.ok(seen.denied > RUNS / 5, `${seen.denied} of ${RUNS} base requests were denied`)
   t.ok(seen.allowed > RUNS / 10, `${seen.allowed} of ${RUNS} base requests were allowed`)
   t.ok(seen.trustedDenied > RUNS / 10, `${seen.trustedDenied} denied base requests came through a proxy or gateway`)
-  t.ok(seen.directDenied > RUNS / 40 && seen.directAllowed > RUNS / 40, `direct clients: ${seen.directDenied} denied, ${seen.directAllowed} allowed`)
+  t.ok(
+    seen.directDenied > RUNS / 40 && seen.directAllowed > RUNS / 40,
+    `direct clients: ${seen.directDenied} denied, ${seen.directAllowed} allowed`,
+  )
 })
 
 t.test('each property fails on a plugin that would break it', async (t) => {
   const direct = (peer: string): BaseRequest => ({ via: 'direct', peer, xff: [], proto: null, msisdn: null })
-  const broken = async (app: FastifyInstance, request: BaseRequest, mutations: Mutation[]) => (await check(app, { policy: 0, request, mutations })).violation
+  const broken = async (app: FastifyInstance, request: BaseRequest, mutations: Mutation[]) =>
+    (await check(app, { policy: 0, request, mutations })).violation
   // A deployment that trusts a client range as proxies believes what such a client writes: its
   // X-Forwarded-For lets it in (property 1), its second X-Forwarded-Proto line shuts it out
   // (property 2; the client is direct as far as the properties know).
-  const credulous = await build(denyProfiles([{ region: { subnet: '198.51.100.0/25' } }]), { trustedProxies: [...PROXIES, '198.51.100.0/24'] })
+  const credulous = await build(denyProfiles([{ region: { subnet: '198.51.100.0/25' } }]), {
+    trustedProxies: [...PROXIES, '198.51.100.0/24'],
+  })
   const xff: Mutation = { kind: 'x-forwarded-for', pieces: ['8.8.8.8'], separator: ', ', joined: false }
-  t.match(await broken(credulous, direct('198.51.100.7'), [xff, { kind: 'x-forwarded-proto', value: 'http', before: true }]), /^property 1: /)
-  const ownHeaders: BaseRequest = { via: 'direct', peer: '198.51.100.7', xff: ['8.8.8.8'], proto: 'https', msisdn: null }
-  t.match(await broken(credulous, ownHeaders, [{ kind: 'x-forwarded-proto', value: 'https', before: true }]), /^property 2: /)
+  t.match(
+    await broken(credulous, direct('198.51.100.7'), [xff, { kind: 'x-forwarded-proto', value: 'http', before: true }]),
+    /^property 1: /,
+  )
+  const ownHeaders: BaseRequest = {
+    via: 'direct',
+    peer: '198.51.100.7',
+    xff: ['8.8.8.8'],
+    proto: 'https',
+    msisdn: null,
+  }
+  t.match(
+    await broken(credulous, ownHeaders, [{ kind: 'x-forwarded-proto', value: 'https', before: true }]),
+    /^property 2: /,
+  )
   // A server that fails on a header.
   const crashing = await build(HAND_WRITTEN[0], {}, (headers) => {
     if (headers['x-real-ip'] !== undefined) throw new Error('boom')
     return 'ok'
   })
-  t.match(await broken(crashing, direct('10.2.0.1'), [{ kind: 'header', name: 'x-real-ip', value: '10.1.2.3' }]), /^property 3: /)
+  t.match(
+    await broken(crashing, direct('10.2.0.1'), [{ kind: 'header', name: 'x-real-ip', value: '10.1.2.3' }]),
+    /^property 3: /,
+  )
   // And the base requests mean what they say on a correct deployment.
   const app = await build(HAND_WRITTEN[0])
-  const viaGateway = (handset: string, msisdn: string | null): BaseRequest => ({ via: 'gateway', peer: '203.0.113.10', xff: [handset], proto: null, msisdn })
+  const viaGateway = (handset: string, msisdn: string | null): BaseRequest => ({
+    via: 'gateway',
+    peer: '203.0.113.10',
+    xff: [handset],
+    proto: null,
+    msisdn,
+  })
   const status = (request: BaseRequest) => statusOf(app, request.peer, linesOf(request, []))
   t.equal(await status(viaGateway('10.5.31.7', '8618612345678')), 403, 'a handset in the denied subnet')
   t.equal(await status(viaGateway('10.5.32.7', '8613503812345')), 403, 'a denied MSISDN prefix')
   t.equal(await status(viaGateway('10.5.32.7', '8618612345678')), 200, 'neither')
-  t.equal(await status({ via: 'proxy-gateway', peer: '192.0.2.5', xff: ['10.5.32.7', '203.0.113.10', '192.0.2.77'], proto: 'https', msisdn: '8613503812345' }), 403, 'through a proxy too')
+  t.equal(
+    await status({
+      via: 'proxy-gateway',
+      peer: '192.0.2.5',
+      xff: ['10.5.32.7', '203.0.113.10', '192.0.2.77'],
+      proto: 'https',
+      msisdn: '8613503812345',
+    }),
+    403,
+    'through a proxy too',
+  )
 })

@@ -23,8 +23,11 @@ async function build(options: CdniAuthzOptions) {
   t.teardown(() => app.close())
   return app
 }
-const status = async (app: Awaited<ReturnType<typeof build>>, remoteAddress: string, headers: Record<string, string> = {}) =>
-  (await app.inject({ url: '/video/1.ts', remoteAddress, headers })).statusCode
+const status = async (
+  app: Awaited<ReturnType<typeof build>>,
+  remoteAddress: string,
+  headers: Record<string, string> = {},
+) => (await app.inject({ url: '/video/1.ts', remoteAddress, headers })).statusCode
 
 const GB = '81.2.69.142' // GB, England, Westminster
 const KENT = '81.2.69.170' // GB, England, Kent
@@ -32,7 +35,11 @@ const US = '216.160.83.57' // US, Washington
 const TELSTRA = '1.130.1.1' // AS 1221, no country
 
 t.test('seed format: country and bgpAs from the databases', async (t) => {
-  const app = await build({ countryDb: cityPath, asnDb: asnPath, metadata: { deliveryCriteria: [{ region: { country: 'GB' } }, { region: { bgpAs: 1221 } }] } })
+  const app = await build({
+    countryDb: cityPath,
+    asnDb: asnPath,
+    metadata: { deliveryCriteria: [{ region: { country: 'GB' } }, { region: { bgpAs: 1221 } }] },
+  })
   t.equal(await status(app, GB), 200, 'a GB address')
   t.equal(await status(app, US), 403, 'a US address')
   t.equal(await status(app, TELSTRA), 200, 'AS 1221')
@@ -43,13 +50,20 @@ t.test('seed format: country and bgpAs from the databases', async (t) => {
 })
 
 t.test('seed format: a region with country and subnet needs both', async (t) => {
-  const app = await build({ countryDb: cityPath, metadata: { deliveryCriteria: [{ region: { country: ['GB', 'US'], subnet: '81.0.0.0/8' } }] } })
+  const app = await build({
+    countryDb: cityPath,
+    metadata: { deliveryCriteria: [{ region: { country: ['GB', 'US'], subnet: '81.0.0.0/8' } }] },
+  })
   t.equal(await status(app, GB), 200)
   t.equal(await status(app, US), 403, 'the country, not the subnet')
 })
 
 t.test('the source address is the one looked up: behind a trusted proxy, the client left of it', async (t) => {
-  const app = await build({ countryDb: cityPath, trustedProxies: ['10.0.0.0/8'], metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] } })
+  const app = await build({
+    countryDb: cityPath,
+    trustedProxies: ['10.0.0.0/8'],
+    metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] },
+  })
   t.equal(await status(app, '10.1.1.1', { 'x-forwarded-for': GB }), 200)
   t.equal(await status(app, '10.1.1.1', { 'x-forwarded-for': US }), 403)
   t.equal(await status(app, US, { 'x-forwarded-for': GB }), 403, 'an untrusted peer cannot claim an address')
@@ -69,7 +83,12 @@ t.test('RFC 8006: countrycode, subdivisioncode and asn footprints', async (t) =>
                 locations: [
                   { action: 'deny', footprints: [footprint('subdivisioncode', 'gb-wsm')] },
                   { action: 'allow', footprints: [footprint('countrycode', 'gb')] },
-                  { action: 'allow', footprints: [footprint('footprintunion', footprint('subdivisioncode', 'us-wa'), footprint('asn', 'as1221'))] },
+                  {
+                    action: 'allow',
+                    footprints: [
+                      footprint('footprintunion', footprint('subdivisioncode', 'us-wa'), footprint('asn', 'as1221')),
+                    ],
+                  },
                 ],
               },
             },
@@ -89,19 +108,38 @@ t.test('RFC 8006: countrycode, subdivisioncode and asn footprints', async (t) =>
 })
 
 t.test('no database for a criterion the metadata uses: a load warning, and the criterion never matches', async (t) => {
-  const app = await build({ countryDb: false, metadata: { deliveryCriteria: [{ region: { subnet: '216.0.0.0/8' } }, { protocol: 'http' }] } })
+  const app = await build({
+    countryDb: false,
+    metadata: { deliveryCriteria: [{ region: { subnet: '216.0.0.0/8' } }, { protocol: 'http' }] },
+  })
   t.same(app.cdniAuthz.databases, { country: null, asn: null })
-  const result = app.cdniAuthz.update({ deliveryCriteria: [{ region: { country: 'GB' } }, { region: { bgpAs: 1221 } }, { region: { subnet: '216.0.0.0/8' } }] })
+  const result = app.cdniAuthz.update({
+    deliveryCriteria: [
+      { region: { country: 'GB' } },
+      { region: { bgpAs: 1221 } },
+      { region: { subnet: '216.0.0.0/8' } },
+    ],
+  })
   t.match(result.warnings, [
-    { pointer: '/deliveryCriteria/0/region/country', message: /country needs a country database and none is configured/ },
-    { pointer: '/deliveryCriteria/1/region/bgpAs', message: /bgpAs needs an AS-number database and none is configured/ },
+    {
+      pointer: '/deliveryCriteria/0/region/country',
+      message: /country needs a country database and none is configured/,
+    },
+    {
+      pointer: '/deliveryCriteria/1/region/bgpAs',
+      message: /bgpAs needs an AS-number database and none is configured/,
+    },
   ])
   t.equal(result.warnings.length, 2)
   t.equal(await status(app, GB), 403, 'no country database: country never matches')
   t.equal(await status(app, TELSTRA), 403, 'no AS database: bgpAs never matches')
   t.equal(await status(app, US), 200, 'the subnet region still does')
   const city = await build({ countryDb: cityPath, metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] } })
-  t.same(city.cdniAuthz.update({ deliveryCriteria: [{ region: { country: 'GB' } }] }).warnings, [], 'with one: nothing to say')
+  t.same(
+    city.cdniAuthz.update({ deliveryCriteria: [{ region: { country: 'GB' } }] }).warnings,
+    [],
+    'with one: nothing to say',
+  )
 })
 
 t.test('the bundled country database is the default', async (t) => {
@@ -115,7 +153,10 @@ t.test('the bundled country database is the default', async (t) => {
 t.test('a database that is missing or not a database fails registration, naming the file', async (t) => {
   const notes = join(dir, 'notes.txt')
   writeFileSync(notes, 'not a database')
-  await t.rejects(build({ countryDb: join(dir, 'nope.mmdb') }), { code: 'FST_CDNI_INVALID_OPTION', message: /cannot read the IP database: ENOENT.*nope\.mmdb/ })
+  await t.rejects(build({ countryDb: join(dir, 'nope.mmdb') }), {
+    code: 'FST_CDNI_INVALID_OPTION',
+    message: /cannot read the IP database: ENOENT.*nope\.mmdb/,
+  })
   await t.rejects(build({ asnDb: notes }), { message: /notes\.txt is not a MaxMind DB/ })
   await t.rejects(build({ asnDb: 42 as never }), { message: /asnDb must be a \.mmdb file path or false/ })
 })
@@ -126,12 +167,44 @@ t.test('reloadDatabases: a replaced file is read again; a broken one leaves the 
   const app = await build({ countryDb: path, metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] } })
   t.equal(await status(app, GB), 403, 'v1 says FR')
   t.equal(app.cdniAuthz.databases.country?.built, '2026-01-01T00:00:00.000Z')
-  writeFileSync(path, buildMmdb([['81.2.69.0/24', { country_code: 'GB' }]], { databaseType: 'country-v2', buildEpoch: null }))
+  writeFileSync(
+    path,
+    buildMmdb([['81.2.69.0/24', { country_code: 'GB' }]], { databaseType: 'country-v2', buildEpoch: null }),
+  )
   utimesSync(path, new Date(), new Date(Date.now() + 10_000))
-  t.match(app.cdniAuthz.reloadDatabases().country, { type: 'country-v2', built: null }, 'a file that does not say when it was built')
+  t.match(
+    app.cdniAuthz.reloadDatabases().country,
+    { type: 'country-v2', built: null },
+    'a file that does not say when it was built',
+  )
   t.equal(await status(app, GB), 200, 'v2 says GB')
-  const site = { hosts: [{ host: 'localhost:80', 'host-metadata': { metadata: [{ 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [{ action: 'allow', footprints: [{ 'footprint-type': 'subdivisioncode', 'footprint-value': ['gb-eng'] }] }] } }] } }] }
-  t.match(app.cdniAuthz.update(site).warnings, [{ message: /subdivisioncode needs a City country database/ }], 'a country database has no subdivisions')
+  const site = {
+    hosts: [
+      {
+        host: 'localhost:80',
+        'host-metadata': {
+          metadata: [
+            {
+              'generic-metadata-type': 'MI.LocationACL',
+              'generic-metadata-value': {
+                locations: [
+                  {
+                    action: 'allow',
+                    footprints: [{ 'footprint-type': 'subdivisioncode', 'footprint-value': ['gb-eng'] }],
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      },
+    ],
+  }
+  t.match(
+    app.cdniAuthz.update(site).warnings,
+    [{ message: /subdivisioncode needs a City country database/ }],
+    'a country database has no subdivisions',
+  )
   writeFileSync(path, CITY)
   utimesSync(path, new Date(), new Date(Date.now() + 20_000))
   t.equal(app.cdniAuthz.reloadDatabases().country?.type, 'GeoIP2-City')
@@ -144,18 +217,40 @@ t.test('reloadDatabases: a replaced file is read again; a broken one leaves the 
 })
 
 t.test('explain and the CLI show the looked-up facts', async (t) => {
-  const app = await build({ countryDb: cityPath, asnDb: asnPath, metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] } })
+  const app = await build({
+    countryDb: cityPath,
+    asnDb: asnPath,
+    metadata: { deliveryCriteria: [{ region: { country: 'GB' } }] },
+  })
   app.get('/explain', { config: { cdniAuthz: false } }, async (request) => app.cdniAuthz.explain(request))
   const explained = await app.inject({ url: '/explain', remoteAddress: GB })
-  t.match(JSON.parse(explained.body), { allowed: true, rules: [{ clauses: [{ regions: [{ fields: { country: true } }] }] }] })
+  t.match(JSON.parse(explained.body), {
+    allowed: true,
+    rules: [{ clauses: [{ regions: [{ fields: { country: true } }] }] }],
+  })
   const metadata = join(dir, 'country.json')
   writeFileSync(metadata, JSON.stringify({ deliveryCriteria: [{ region: { country: 'GB', bgpAs: 1221 } }] }))
   const out: string[] = []
-  const io = { stdout: (s: string) => out.push(s), stderr: (s: string) => out.push(s), env: {}, cwd: dir, stopSignal: () => new Promise<string>(() => {}) }
-  t.equal(await main(['check', '--metadata', metadata, '--peer', GB, '--country-db', cityPath, '--asn-db', asnPath], io), 1)
+  const io = {
+    stdout: (s: string) => out.push(s),
+    stderr: (s: string) => out.push(s),
+    env: {},
+    cwd: dir,
+    stopSignal: () => new Promise<string>(() => {}),
+  }
+  t.equal(
+    await main(['check', '--metadata', metadata, '--peer', GB, '--country-db', cityPath, '--asn-db', asnPath], io),
+    1,
+  )
   t.match(out.join(''), /country GB GB-ENG GB-WSM, AS unknown/)
   out.length = 0
-  t.equal(await main(['check', '--json', '--metadata', metadata, '--peer', TELSTRA, '--country-db', 'none', '--asn-db', asnPath], io), 1)
+  t.equal(
+    await main(
+      ['check', '--json', '--metadata', metadata, '--peer', TELSTRA, '--country-db', 'none', '--asn-db', asnPath],
+      io,
+    ),
+    1,
+  )
   t.match(JSON.parse(out.join('')), { facts: { country: null, subdivisions: [], asn: 1221 } })
   out.length = 0
   t.equal(await main(['validate', '--country-db', 'none', metadata], io), 0)

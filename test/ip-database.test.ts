@@ -5,13 +5,29 @@ import { Reader } from 'mmdb-lib'
 import { parseAddress } from '../src/facts/address.js'
 import { createClientFacts } from '../src/facts/facts.js'
 import { InvalidOptionError } from '../src/errors.js'
-import { asnOf, BUNDLED_COUNTRY_DB, countryOf, fillGeoFacts, geoContext, IpDatabase, NO_GEO_FACTS, openGeoDatabases, openIpDatabase, subdivisionsOf } from '../src/facts/ip-database.js'
+import {
+  asnOf,
+  BUNDLED_COUNTRY_DB,
+  countryOf,
+  fillGeoFacts,
+  geoContext,
+  IpDatabase,
+  NO_GEO_FACTS,
+  openGeoDatabases,
+  openIpDatabase,
+  subdivisionsOf,
+} from '../src/facts/ip-database.js'
 import { buildMmdb, encode } from './helpers/mmdb.js'
 import { ASN, CITY } from './helpers/geo.js'
 
 t.test('the test writer: mmdb-lib reads back what it wrote, in every encoding size', async (t) => {
   const long = 'x'.repeat(70_000)
-  const db = new Reader(buildMmdb([['10.0.0.0/8', { a: 'y'.repeat(300), b: long, c: [true, false, 70_000, 0], d: { e: 'z'.repeat(40) } }]], { databaseType: 'T', ipVersion: 4 }))
+  const db = new Reader(
+    buildMmdb(
+      [['10.0.0.0/8', { a: 'y'.repeat(300), b: long, c: [true, false, 70_000, 0], d: { e: 'z'.repeat(40) } }]],
+      { databaseType: 'T', ipVersion: 4 },
+    ),
+  )
   t.same(db.get('10.1.2.3'), { a: 'y'.repeat(300), b: long, c: [true, false, 70_000, 0], d: { e: 'z'.repeat(40) } })
   t.equal(db.metadata.ipVersion, 4)
   t.throws(() => encode(-1), /only uint32/)
@@ -23,14 +39,26 @@ t.test('record shapes: GeoIP2 / GeoLite2 / DB-IP, IPinfo, ip-location-db', async
   t.equal(countryOf({ country: { iso_code: 'FR' } }), 'FR', 'GeoIP2, GeoLite2, DB-IP')
   t.equal(countryOf({ country: 'de' }), 'DE', 'IPinfo')
   t.equal(countryOf({ country_code: 'JP' }), 'JP', 'ip-location-db, IPinfo Lite')
-  t.equal(countryOf({ country: { names: {} }, country_code: 'JP' }), 'JP', 'a country object without a code: the flat field')
-  t.equal(countryOf({ registered_country: { iso_code: 'SE' } }), null, 'where the block is registered is not where it is used')
+  t.equal(
+    countryOf({ country: { names: {} }, country_code: 'JP' }),
+    'JP',
+    'a country object without a code: the flat field',
+  )
+  t.equal(
+    countryOf({ registered_country: { iso_code: 'SE' } }),
+    null,
+    'where the block is registered is not where it is used',
+  )
   t.equal(countryOf({ country: { iso_code: 'EU' } }), null, 'not an assigned country code')
   t.equal(countryOf({ country: { iso_code: 7 } }), null)
   t.equal(countryOf('US'), null)
   t.equal(countryOf(null), null)
   t.same(subdivisionsOf({ subdivisions: [{ iso_code: 'eng' }, { iso_code: 'WSM' }] }, 'GB'), ['GB-ENG', 'GB-WSM'])
-  t.same(subdivisionsOf({ subdivisions: [{ iso_code: 'far too long' }, { names: {} }, 'NY'] }, 'US'), [], 'only 1–3 letter or digit codes')
+  t.same(
+    subdivisionsOf({ subdivisions: [{ iso_code: 'far too long' }, { names: {} }, 'NY'] }, 'US'),
+    [],
+    'only 1–3 letter or digit codes',
+  )
   t.same(subdivisionsOf({ subdivisions: [{ iso_code: 'NY' }] }, null), [], 'no country, no subdivision')
   t.same(subdivisionsOf({ subdivisions: 'NY' }, 'US'), [])
   t.equal(asnOf({ autonomous_system_number: 64496 }), 64496, 'GeoLite2-ASN, DB-IP')
@@ -54,8 +82,16 @@ t.test('lookups: IPv4, IPv6, IPv4-mapped, unknown, cached', async (t) => {
   t.equal(city.hasSubdivisions, true)
   t.equal(city.ipVersion, 6)
   t.same(lookup(city, '81.2.69.142'), { country: 'GB', subdivisions: ['GB-ENG', 'GB-WSM'], asn: -1 })
-  t.same(lookup(city, '81.2.69.170'), { country: 'GB', subdivisions: ['GB-ENG', 'GB-KEN'] , asn: -1 }, 'the longer network')
-  t.same(lookup(city, '::ffff:81.2.69.142'), { country: 'GB', subdivisions: ['GB-ENG', 'GB-WSM'], asn: -1 }, 'mapped: the IPv4 answer')
+  t.same(
+    lookup(city, '81.2.69.170'),
+    { country: 'GB', subdivisions: ['GB-ENG', 'GB-KEN'], asn: -1 },
+    'the longer network',
+  )
+  t.same(
+    lookup(city, '::ffff:81.2.69.142'),
+    { country: 'GB', subdivisions: ['GB-ENG', 'GB-WSM'], asn: -1 },
+    'mapped: the IPv4 answer',
+  )
   t.same(lookup(city, '2001:480::1'), { country: 'US', subdivisions: ['US-CA'], asn: -1 })
   t.equal(lookup(city, '89.160.20.113').country, null, 'a record with only a registered country')
   t.equal(lookup(city, '192.0.2.1'), NO_GEO_FACTS, 'not in the database')
@@ -70,7 +106,10 @@ t.test('lookups: IPv4, IPv6, IPv4-mapped, unknown, cached', async (t) => {
 })
 
 t.test('an IPv4-only database answers no IPv6 address, rather than one from its first 32 bits', async (t) => {
-  const v4 = new IpDatabase('v4.mmdb', buildMmdb([['32.0.0.0/8', { country_code: 'US' }]], { databaseType: 'ipv4-country', ipVersion: 4 }))
+  const v4 = new IpDatabase(
+    'v4.mmdb',
+    buildMmdb([['32.0.0.0/8', { country_code: 'US' }]], { databaseType: 'ipv4-country', ipVersion: 4 }),
+  )
   t.equal(lookup(v4, '32.1.2.3').country, 'US')
   t.equal(lookup(v4, '2001:db8::1'), NO_GEO_FACTS, '2001:db8:: begins with the bits of 32.1.13.184')
 })
@@ -78,16 +117,31 @@ t.test('an IPv4-only database answers no IPv6 address, rather than one from its 
 t.test('a file that is not a database is refused at open, with its path', async (t) => {
   const dir = t.testdir({ 'notes.txt': 'just text\n'.repeat(100), 'empty.mmdb': '' })
   for (const name of ['notes.txt', 'empty.mmdb']) {
-    t.throws(() => openIpDatabase(join(dir, name)), { code: 'FST_CDNI_INVALID_OPTION', message: new RegExp(`${name} is not a MaxMind DB \\(\\.mmdb\\) file`) })
+    t.throws(() => openIpDatabase(join(dir, name)), {
+      code: 'FST_CDNI_INVALID_OPTION',
+      message: new RegExp(`${name} is not a MaxMind DB \\(\\.mmdb\\) file`),
+    })
   }
   // The marker and metadata of a database, after a tree that is not there.
   const marker = CITY.subarray(CITY.lastIndexOf(Buffer.from('abcdef4d61784d696e642e636f6d', 'hex')))
   t.throws(() => new IpDatabase('cut.mmdb', marker), /cut\.mmdb is not a MaxMind DB/)
-  t.throws(() => openIpDatabase(join(dir, 'missing.mmdb')), { code: 'FST_CDNI_INVALID_OPTION', message: /cannot read the IP database: ENOENT: .*missing\.mmdb/ })
+  t.throws(() => openIpDatabase(join(dir, 'missing.mmdb')), {
+    code: 'FST_CDNI_INVALID_OPTION',
+    message: /cannot read the IP database: ENOENT: .*missing\.mmdb/,
+  })
 })
 
 t.test('odd but readable files: records that are not maps, no build time', async (t) => {
-  const bare = new IpDatabase('bare.mmdb', buildMmdb([['10.0.0.0/8', 'US'], ['11.0.0.0/8', 7]], { databaseType: 'bare', ipVersion: 4, buildEpoch: null }))
+  const bare = new IpDatabase(
+    'bare.mmdb',
+    buildMmdb(
+      [
+        ['10.0.0.0/8', 'US'],
+        ['11.0.0.0/8', 7],
+      ],
+      { databaseType: 'bare', ipVersion: 4, buildEpoch: null },
+    ),
+  )
   t.equal(lookup(bare, '10.1.1.1'), NO_GEO_FACTS, 'a bare string says nothing we read')
   t.equal(lookup(bare, '11.1.1.1'), NO_GEO_FACTS)
   t.equal(bare.built, null)
@@ -139,8 +193,17 @@ t.test('the answer cache: every answer is what the reader says, through collisio
   let seed = 12345
   const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
   const v4 = Array.from({ length: 100_000 }, random)
-  const v6 = Array.from({ length: 20_000 }, () => `2${(random() % 0x1000).toString(16).padStart(3, '0')}:${(random() & 0xffff).toString(16)}::${(random() & 0xffff).toString(16)}`)
-  const texts = [...v4.map((a) => `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`), ...v6, '0.0.0.0', '::']
+  const v6 = Array.from(
+    { length: 20_000 },
+    () =>
+      `2${(random() % 0x1000).toString(16).padStart(3, '0')}:${(random() & 0xffff).toString(16)}::${(random() & 0xffff).toString(16)}`,
+  )
+  const texts = [
+    ...v4.map((a) => `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`),
+    ...v6,
+    '0.0.0.0',
+    '::',
+  ]
   let wrong = 0
   let found = 0
   for (let round = 0; round < 2; round++) {

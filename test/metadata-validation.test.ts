@@ -5,13 +5,16 @@ import { loadPolicyModel } from '../src/load/delivery-criteria.js'
 import { parseMetadataText } from '../src/load/parse-text.js'
 import { validateMetadata } from '../src/load/prepare.js'
 
-const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`./fixtures/invalid/${name}.json`, import.meta.url), 'utf8'))
+const fixture = (name: string): unknown =>
+  JSON.parse(readFileSync(new URL(`./fixtures/invalid/${name}.json`, import.meta.url), 'utf8'))
 
 /** Each invalid fixture, with the pointer (and a word of the message) of every error it must give. */
 const expected: Record<string, [string, RegExp][]> = {
   'empty-criteria': [['/deliveryCriteria', /must not be empty; to allow everyone, say so/]],
   'unknown-top-level': [['/allowAll', /unknown property/]],
-  'two-kinds-in-one-entry': [['/deliveryCriteria/0', /exactly one of region, protocol, timeWindow \(found region, protocol\)/]],
+  'two-kinds-in-one-entry': [
+    ['/deliveryCriteria/0', /exactly one of region, protocol, timeWindow \(found region, protocol\)/],
+  ],
   'no-kind-in-entry': [['/deliveryCriteria/1', /exactly one of region, protocol, timeWindow$/]],
   'bad-cidr': [['/deliveryCriteria/0/region/subnet/1', /"10\.1\.0\.0\/33".*0–32/]],
   'octal-address': [['/deliveryCriteria/0/region/subnet2', /not a strict IPv4 or IPv6 address/]],
@@ -42,22 +45,40 @@ const expected: Record<string, [string, RegExp][]> = {
 }
 
 t.test('every invalid fixture is refused with the pointer of each offending value', async (t) => {
-  const files = readdirSync(new URL('./fixtures/invalid/', import.meta.url)).map((f) => f.replace(/\.json$/, '')).sort()
+  const files = readdirSync(new URL('./fixtures/invalid/', import.meta.url))
+    .map((f) => f.replace(/\.json$/, ''))
+    .sort()
   t.same(files, Object.keys(expected).sort(), 'every fixture has expectations and every expectation a fixture')
   for (const name of files) {
     const report = validateMetadata(fixture(name))
     t.equal(report.ok, false, `${name} is refused`)
     const want = expected[name] ?? []
     t.equal(report.errors.length, want.length, `${name}: ${want.length} error(s)`)
-    want.forEach(([pointer, message], i) => t.match(report.errors[i], { pointer, message }, `${name}: error ${i} at ${pointer || '(document)'}`))
+    want.forEach(([pointer, message], i) =>
+      t.match(report.errors[i], { pointer, message }, `${name}: error ${i} at ${pointer || '(document)'}`),
+    )
   }
 })
 
 t.test("the seed's examples, corrected, are accepted; host bits set give a warning naming the value", async (t) => {
-  const examples = [1, 2, 3].map((n) => JSON.parse(readFileSync(new URL(`../examples/seed-example-${n}.json`, import.meta.url), 'utf8')) as unknown)
+  const examples = [1, 2, 3].map(
+    (n) => JSON.parse(readFileSync(new URL(`../examples/seed-example-${n}.json`, import.meta.url), 'utf8')) as unknown,
+  )
   const [first, second, third] = examples.map((doc) => validateMetadata(doc, { gatewaysConfigured: true }))
-  t.match(first, { ok: true, errors: [], warnings: [{ pointer: '/deliveryCriteria/0/region/subnet', message: /"10\.1\.0\.54\/18" has host bits set; matched as 10\.1\.0\.0\/18/ }] })
-  t.match(second, { ok: true, warnings: [{ pointer: '/deliveryCriteria/0/region/subnet2', message: /10\.5\.31\.0\/24/ }] })
+  t.match(first, {
+    ok: true,
+    errors: [],
+    warnings: [
+      {
+        pointer: '/deliveryCriteria/0/region/subnet',
+        message: /"10\.1\.0\.54\/18" has host bits set; matched as 10\.1\.0\.0\/18/,
+      },
+    ],
+  })
+  t.match(second, {
+    ok: true,
+    warnings: [{ pointer: '/deliveryCriteria/0/region/subnet2', message: /10\.5\.31\.0\/24/ }],
+  })
   t.match(third, { ok: true, errors: [], warnings: [] })
 })
 
@@ -72,20 +93,47 @@ t.test('mobile fields without an operator gateway, and geo fields without a data
   }
   const report = validateMetadata(doc)
   t.equal(report.ok, true)
-  t.same(report.warnings.map((w) => w.pointer), ['/deliveryCriteria/0/region/subnet2', '/deliveryCriteria/2/region/country', '/deliveryCriteria/2/region/bgpAs'])
+  t.same(
+    report.warnings.map((w) => w.pointer),
+    ['/deliveryCriteria/0/region/subnet2', '/deliveryCriteria/2/region/country', '/deliveryCriteria/2/region/bgpAs'],
+  )
   t.match(report.warnings[0], { message: /needs a trusted operator gateway and none is configured/ })
   t.same(validateMetadata(doc, { gatewaysConfigured: true, countryDatabase: true, asnDatabase: true }).warnings, [])
   const msisdnOnly = validateMetadata({ deliveryCriteria: [{ region: { msdnPrefix: '135' } }] })
-  t.match(msisdnOnly.warnings, [{ pointer: '/deliveryCriteria/0/region/msdnPrefix', message: /msdnPrefix needs a trusted operator gateway/ }])
+  t.match(msisdnOnly.warnings, [
+    { pointer: '/deliveryCriteria/0/region/msdnPrefix', message: /msdnPrefix needs a trusted operator gateway/ },
+  ])
 })
 
 t.test('vendor extensions starting with x- are ignored with a warning', async (t) => {
   const report = validateMetadata({
     'x-origin': 'ucdn-1',
-    deliveryProfiles: [{ 'x-p': 1, deliveryCriteria: [{ 'x-e': 1, timeWindow: { startTime: '2026-01-01T00:00:00Z', endTime: '2027-01-01T00:00:00+08:00', 'x-tz': 'cst' } }, { region: { subnet: '2001:db8::/32', 'x-r': true } }], deliveryRules: { allow: false, 'x-why': 'embargo' } }],
+    deliveryProfiles: [
+      {
+        'x-p': 1,
+        deliveryCriteria: [
+          {
+            'x-e': 1,
+            timeWindow: { startTime: '2026-01-01T00:00:00Z', endTime: '2027-01-01T00:00:00+08:00', 'x-tz': 'cst' },
+          },
+          { region: { subnet: '2001:db8::/32', 'x-r': true } },
+        ],
+        deliveryRules: { allow: false, 'x-why': 'embargo' },
+      },
+    ],
   })
   t.equal(report.ok, true)
-  t.same(report.warnings.map((w) => w.pointer), ['/x-origin', '/deliveryProfiles/0/x-p', '/deliveryProfiles/0/deliveryRules/x-why', '/deliveryProfiles/0/deliveryCriteria/0/x-e', '/deliveryProfiles/0/deliveryCriteria/0/timeWindow/x-tz', '/deliveryProfiles/0/deliveryCriteria/1/region/x-r'])
+  t.same(
+    report.warnings.map((w) => w.pointer),
+    [
+      '/x-origin',
+      '/deliveryProfiles/0/x-p',
+      '/deliveryProfiles/0/deliveryRules/x-why',
+      '/deliveryProfiles/0/deliveryCriteria/0/x-e',
+      '/deliveryProfiles/0/deliveryCriteria/0/timeWindow/x-tz',
+      '/deliveryProfiles/0/deliveryCriteria/1/region/x-r',
+    ],
+  )
 })
 
 t.test('every problem comes back, up to a cap that bounds a hostile document', async (t) => {
@@ -98,7 +146,17 @@ t.test('every problem comes back, up to a cap that bounds a hostile document', a
 })
 
 t.test('any JSON value is answered, never thrown at', async (t) => {
-  for (const value of [null, 42, 'text', [], [1], true, { deliveryCriteria: null }, { deliveryCriteria: 'x' }, { deliveryProfiles: [{}] }]) {
+  for (const value of [
+    null,
+    42,
+    'text',
+    [],
+    [1],
+    true,
+    { deliveryCriteria: null },
+    { deliveryCriteria: 'x' },
+    { deliveryProfiles: [{}] },
+  ]) {
     const report = validateMetadata(value)
     t.equal(report.ok, false, JSON.stringify(value))
     t.ok(report.errors.length > 0)
@@ -108,9 +166,13 @@ t.test('any JSON value is answered, never thrown at', async (t) => {
 
 t.test('invalid JSON text is reported with line and column', async (t) => {
   // The seed's Example Object 3, verbatim apart from the outer braces: a trailing comma and a missing one.
-  const seed = '{ "deliveryCriteria" :\n  [\n    {\n      "region" : { "msdnPrefix" : "135038" },\n    }\n    {\n      "protocol" : "http"\n    }\n  ]\n}'
+  const seed =
+    '{ "deliveryCriteria" :\n  [\n    {\n      "region" : { "msdnPrefix" : "135038" },\n    }\n    {\n      "protocol" : "http"\n    }\n  ]\n}'
   const parsed = parseMetadataText(seed)
-  t.match(parsed, { ok: false, error: { pointer: '', line: 5, column: 5, message: /^invalid JSON at line 5, column 5: / } })
+  t.match(parsed, {
+    ok: false,
+    error: { pointer: '', line: 5, column: 5, message: /^invalid JSON at line 5, column 5: / },
+  })
   t.match(parseMetadataText('{"a": 1}'), { ok: true, value: { a: 1 } })
   t.match(parseMetadataText(''), { ok: false, error: { line: 1, column: 1 } })
 })
@@ -119,7 +181,15 @@ t.test('timestamps: RFC 3339 with offsets and fractions, nothing looser', async 
   t.equal(parseTimestamp('2026-01-01T00:00:00Z'), Date.UTC(2026, 0, 1))
   t.equal(parseTimestamp('2026-01-01t08:00:00.5+08:00'), Date.UTC(2026, 0, 1) + 500)
   t.equal(parseTimestamp('2025-12-31T20:00:00-04:00'), Date.UTC(2026, 0, 1))
-  for (const bad of ['2026-01-01', '2026-01-01 00:00:00Z', '2026-13-01T00:00:00Z', '2026-02-29T00:00:00Z', '2026-04-31T00:00:00Z', 'Thu, 01 Jan 2026 00:00:00 GMT', '2026-01-01T00:00:00']) {
+  for (const bad of [
+    '2026-01-01',
+    '2026-01-01 00:00:00Z',
+    '2026-13-01T00:00:00Z',
+    '2026-02-29T00:00:00Z',
+    '2026-04-31T00:00:00Z',
+    'Thu, 01 Jan 2026 00:00:00 GMT',
+    '2026-01-01T00:00:00',
+  ]) {
     t.ok(Number.isNaN(parseTimestamp(bad)), `refuses ${bad}`)
   }
 })
@@ -128,6 +198,10 @@ t.test('country codes: assigned ISO 3166-1 alpha-2 in either case, and XK', asyn
   t.match(validateMetadata({ deliveryCriteria: [{ region: { country: ['cn', 'GB', 'XK'] } }] }), { ok: true })
   t.match(validateMetadata({ deliveryCriteria: [{ region: { country: ['CHN', 'C', 'EU'] } }] }), {
     ok: false,
-    errors: [{ pointer: '/deliveryCriteria/0/region/country/0' }, { pointer: '/deliveryCriteria/0/region/country/1' }, { pointer: '/deliveryCriteria/0/region/country/2' }],
+    errors: [
+      { pointer: '/deliveryCriteria/0/region/country/0' },
+      { pointer: '/deliveryCriteria/0/region/country/1' },
+      { pointer: '/deliveryCriteria/0/region/country/2' },
+    ],
   })
 })

@@ -1,8 +1,18 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { compilePattern, compilePatternList, firstMatch, MAX_PATH_LENGTH, matchPattern, matchWork, patternCost, patternError } from '../src/policy/path-pattern.js'
+import {
+  compilePattern,
+  compilePatternList,
+  firstMatch,
+  MAX_PATH_LENGTH,
+  matchPattern,
+  matchWork,
+  patternCost,
+  patternError,
+} from '../src/policy/path-pattern.js'
 
-const matches = (pattern: string, path: string, caseSensitive = false) => matchPattern(compilePattern(pattern, caseSensitive), path)
+const matches = (pattern: string, path: string, caseSensitive = false) =>
+  matchPattern(compilePattern(pattern, caseSensitive), path)
 
 t.test('RFC 8006 section 4.1.5: * spans anything, / included; ? is one pchar; the rest is literal', async (t) => {
   t.ok(matches('/movies/*', '/movies/'))
@@ -92,41 +102,56 @@ t.test('agrees with a regular-expression reference on generated patterns and pat
     return new RegExp(`^(?:${source})$`, sensitive ? '' : 'i').test(path)
   }
   fc.assert(
-    fc.property(fc.array(alphabet, { maxLength: 8 }), fc.array(pathChars, { maxLength: 12 }), fc.boolean(), (parts, chars, sensitive) => {
-      const pattern = parts.join('')
-      const path = chars.join('')
-      return matches(pattern, path, sensitive) === reference(pattern, path, sensitive)
-    }),
+    fc.property(
+      fc.array(alphabet, { maxLength: 8 }),
+      fc.array(pathChars, { maxLength: 12 }),
+      fc.boolean(),
+      (parts, chars, sensitive) => {
+        const pattern = parts.join('')
+        const path = chars.join('')
+        return matches(pattern, path, sensitive) === reference(pattern, path, sensitive)
+      },
+    ),
     { numRuns: 3000 },
   )
   t.pass('3,000 generated cases agree')
 })
 
-t.test('a pattern list finds the first match, indexed by first segment or not, as trying each in order does', async (t) => {
-  // Small alphabets, so that segments, cases and wildcards collide often.
-  const segment = fc.stringMatching(/^[aAbB%2F]{0,3}$/)
-  const pattern = fc.oneof(
-    fc.tuple(segment, fc.stringMatching(/^[ab*?/]{0,4}$/)).map(([first, rest]) => `/${first}/${rest}`),
-    fc.tuple(segment, fc.stringMatching(/^[ab*?]{0,2}$/)).map(([first, rest]) => `/${first}${rest}`),
-    fc.stringMatching(/^[ab*?/]{0,5}$/),
-  )
-  const path = fc.oneof(fc.tuple(segment, fc.stringMatching(/^[aAbB/]{0,4}$/)).map(([first, rest]) => `/${first}/${rest}`), fc.stringMatching(/^[aAbB/%]{0,6}$/))
-  let indexed = 0
-  fc.assert(
-    fc.property(fc.array(fc.tuple(pattern, fc.boolean()), { minLength: 1, maxLength: 40 }), fc.array(path, { minLength: 1, maxLength: 10 }), (written, paths) => {
-      const patterns = written.map(([text, sensitive]) => compilePattern(text, sensitive))
-      const list = compilePatternList(patterns)
-      if (list.index !== null) indexed++
-      for (const p of paths) {
-        const expected = patterns.findIndex((compiled) => matchPattern(compiled, p))
-        if (firstMatch(list, p) !== expected) return false
-      }
-      return true
-    }),
-    { numRuns: 3000 },
-  )
-  t.ok(indexed > 500, `indexed lists were among those tried (${indexed})`)
-})
+t.test(
+  'a pattern list finds the first match, indexed by first segment or not, as trying each in order does',
+  async (t) => {
+    // Small alphabets, so that segments, cases and wildcards collide often.
+    const segment = fc.stringMatching(/^[aAbB%2F]{0,3}$/)
+    const pattern = fc.oneof(
+      fc.tuple(segment, fc.stringMatching(/^[ab*?/]{0,4}$/)).map(([first, rest]) => `/${first}/${rest}`),
+      fc.tuple(segment, fc.stringMatching(/^[ab*?]{0,2}$/)).map(([first, rest]) => `/${first}${rest}`),
+      fc.stringMatching(/^[ab*?/]{0,5}$/),
+    )
+    const path = fc.oneof(
+      fc.tuple(segment, fc.stringMatching(/^[aAbB/]{0,4}$/)).map(([first, rest]) => `/${first}/${rest}`),
+      fc.stringMatching(/^[aAbB/%]{0,6}$/),
+    )
+    let indexed = 0
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(pattern, fc.boolean()), { minLength: 1, maxLength: 40 }),
+        fc.array(path, { minLength: 1, maxLength: 10 }),
+        (written, paths) => {
+          const patterns = written.map(([text, sensitive]) => compilePattern(text, sensitive))
+          const list = compilePatternList(patterns)
+          if (list.index !== null) indexed++
+          for (const p of paths) {
+            const expected = patterns.findIndex((compiled) => matchPattern(compiled, p))
+            if (firstMatch(list, p) !== expected) return false
+          }
+          return true
+        },
+      ),
+      { numRuns: 3000 },
+    )
+    t.ok(indexed > 500, `indexed lists were among those tried (${indexed})`)
+  },
+)
 
 t.test('the first-segment index: what is indexed, and what every path must still try', async (t) => {
   const written = ['/sports/*', '/Sports/live/*', '/news', '/news/*', '/*.m3u8', '/s?orts/*', '*', '/music/*']
@@ -139,7 +164,11 @@ t.test('the first-segment index: what is indexed, and what every path must still
   t.equal(firstMatch(list, '/news'), 2)
   t.equal(firstMatch(list, '/weather/a.m3u8'), 4, 'a segment no pattern names: the unindexed ones')
   t.equal(firstMatch(list, 'news'), 6, 'no leading slash: only * can match')
-  t.equal(firstMatch(compilePatternList(patterns.slice(0, 7)), '/music/x'), 6, 'fewer than 8 patterns: not indexed, the same answer')
+  t.equal(
+    firstMatch(compilePatternList(patterns.slice(0, 7)), '/music/x'),
+    6,
+    'fewer than 8 patterns: not indexed, the same answer',
+  )
   t.equal(compilePatternList(patterns.slice(0, 7)).index, null)
   const manyWild = compilePatternList(Array.from({ length: 40 }, (_, i) => compilePattern(`/*${i}`)))
   t.equal(manyWild.index, null, 'too many unindexable patterns: each key would repeat them all')
@@ -148,70 +177,106 @@ t.test('the first-segment index: what is indexed, and what every path must still
   t.equal(firstMatch(compilePatternList([]), '/'), -1)
 })
 
-t.test('the work of a match is bounded by patternCost, counted, on generated adversarial patterns and paths', async (t) => {
-  // Few symbols, so that parts almost match everywhere: the worst case of a leftmost search.
-  const pattern = fc.array(fc.constantFrom('*', 'a', 'a', '?', '/', '%C3', 'b'), { maxLength: 24 }).map((parts) => parts.join(''))
-  const path = fc.tuple(fc.array(fc.constantFrom('a', 'a', 'a', '/', '%C3', '%', 'b'), { maxLength: 60 }), fc.nat(600)).map(([parts, run]) => `/${'a'.repeat(run)}${parts.join('')}`)
-  let worst = 0
-  fc.assert(
-    fc.property(pattern, path, fc.boolean(), (text, p, sensitive) => {
-      const compiled = compilePattern(text, sensitive)
-      const before = matchWork()
-      matchPattern(compiled, p)
-      const spent = matchWork() - before
-      // Among searches over long paths (two stars or more), how close the count came to the bound.
-      if (patternCost(compiled, p.length) > 200) worst = Math.max(worst, spent / patternCost(compiled, p.length))
-      return spent <= patternCost(compiled, p.length)
-    }),
-    { numRuns: 3000 },
-  )
-  t.ok(worst > 0.2, `searches came close to the bound (${worst.toFixed(2)} of it at most)`)
-  // A list: whatever the path, firstMatch stays within the cost computed when it was compiled.
-  fc.assert(
-    fc.property(fc.array(pattern.map((text) => `/k${text}`), { minLength: 8, maxLength: 40 }), path, (texts, p) => {
-      const list = compilePatternList(texts.map((text) => compilePattern(text)))
-      const before = matchWork()
-      firstMatch(list, p)
-      return matchWork() - before <= list.cost
-    }),
-    { numRuns: 500 },
-  )
-  const long = '/' + 'a'.repeat(MAX_PATH_LENGTH - 1)
-  const stars = compilePattern('*' + 'a'.repeat(20) + 'b*a')
-  const before = matchWork()
-  t.notOk(matchPattern(stars, long))
-  const spent = matchWork() - before
-  t.ok(spent <= patternCost(stars) && spent > patternCost(stars) / 2, `a middle part of 21 that almost matches everywhere in ${MAX_PATH_LENGTH} characters: ${spent} comparisons, at most ${patternCost(stars)}`)
-  t.equal(patternCost(compilePattern('/movies/*.m3u8')), 8 + 2 * 5, 'one star: the parts at both ends, whatever the path')
-  t.equal(patternCost(compilePattern('/exact')), 6)
-  t.equal(patternCost(compilePattern('*')), 1)
-})
+t.test(
+  'the work of a match is bounded by patternCost, counted, on generated adversarial patterns and paths',
+  async (t) => {
+    // Few symbols, so that parts almost match everywhere: the worst case of a leftmost search.
+    const pattern = fc
+      .array(fc.constantFrom('*', 'a', 'a', '?', '/', '%C3', 'b'), { maxLength: 24 })
+      .map((parts) => parts.join(''))
+    const path = fc
+      .tuple(fc.array(fc.constantFrom('a', 'a', 'a', '/', '%C3', '%', 'b'), { maxLength: 60 }), fc.nat(600))
+      .map(([parts, run]) => `/${'a'.repeat(run)}${parts.join('')}`)
+    let worst = 0
+    fc.assert(
+      fc.property(pattern, path, fc.boolean(), (text, p, sensitive) => {
+        const compiled = compilePattern(text, sensitive)
+        const before = matchWork()
+        matchPattern(compiled, p)
+        const spent = matchWork() - before
+        // Among searches over long paths (two stars or more), how close the count came to the bound.
+        if (patternCost(compiled, p.length) > 200) worst = Math.max(worst, spent / patternCost(compiled, p.length))
+        return spent <= patternCost(compiled, p.length)
+      }),
+      { numRuns: 3000 },
+    )
+    t.ok(worst > 0.2, `searches came close to the bound (${worst.toFixed(2)} of it at most)`)
+    // A list: whatever the path, firstMatch stays within the cost computed when it was compiled.
+    fc.assert(
+      fc.property(
+        fc.array(
+          pattern.map((text) => `/k${text}`),
+          { minLength: 8, maxLength: 40 },
+        ),
+        path,
+        (texts, p) => {
+          const list = compilePatternList(texts.map((text) => compilePattern(text)))
+          const before = matchWork()
+          firstMatch(list, p)
+          return matchWork() - before <= list.cost
+        },
+      ),
+      { numRuns: 500 },
+    )
+    const long = '/' + 'a'.repeat(MAX_PATH_LENGTH - 1)
+    const stars = compilePattern('*' + 'a'.repeat(20) + 'b*a')
+    const before = matchWork()
+    t.notOk(matchPattern(stars, long))
+    const spent = matchWork() - before
+    t.ok(
+      spent <= patternCost(stars) && spent > patternCost(stars) / 2,
+      `a middle part of 21 that almost matches everywhere in ${MAX_PATH_LENGTH} characters: ${spent} comparisons, at most ${patternCost(stars)}`,
+    )
+    t.equal(
+      patternCost(compilePattern('/movies/*.m3u8')),
+      8 + 2 * 5,
+      'one star: the parts at both ends, whatever the path',
+    )
+    t.equal(patternCost(compilePattern('/exact')), 6)
+    t.equal(patternCost(compilePattern('*')), 1)
+  },
+)
 
 t.test('index keys fold as the matcher does: hex digits, non-ASCII letters (generated)', async (t) => {
   // First segments where a fold other than ASCII-only would disagree: toLowerCase() folds É to é
   // and the Kelvin sign to k, which the matcher (RFC 8006 section 4.1.5, ASCII only) does not.
-  const segment = fc.array(fc.constantFrom('a', 'K', 'k', '\u212a', 'É', 'é', '%c3', '%C3', '%e9', '%E9', 'İ', 'i'), { minLength: 1, maxLength: 3 }).map((parts) => parts.join(''))
+  const segment = fc
+    .array(fc.constantFrom('a', 'K', 'k', '\u212a', 'É', 'é', '%c3', '%C3', '%e9', '%E9', 'İ', 'i'), {
+      minLength: 1,
+      maxLength: 3,
+    })
+    .map((parts) => parts.join(''))
   const pattern = fc.tuple(segment, fc.constantFrom('/*', '', '/x', '*')).map(([first, rest]) => `/${first}${rest}`)
   const path = fc.tuple(segment, fc.constantFrom('/x', '', '/y/z')).map(([first, rest]) => `/${first}${rest}`)
   let indexedHits = 0
   fc.assert(
-    fc.property(fc.array(fc.tuple(pattern, fc.boolean()), { minLength: 8, maxLength: 30 }), fc.array(path, { minLength: 1, maxLength: 10 }), (written, paths) => {
-      const patterns = written.map(([text, sensitive]) => compilePattern(text, sensitive))
-      const list = compilePatternList(patterns)
-      return paths.every((p) => {
-        const expected = patterns.findIndex((compiled) => matchPattern(compiled, p))
-        if (expected >= 0 && list.index !== null) indexedHits++
-        return firstMatch(list, p) === expected
-      })
-    }),
+    fc.property(
+      fc.array(fc.tuple(pattern, fc.boolean()), { minLength: 8, maxLength: 30 }),
+      fc.array(path, { minLength: 1, maxLength: 10 }),
+      (written, paths) => {
+        const patterns = written.map(([text, sensitive]) => compilePattern(text, sensitive))
+        const list = compilePatternList(patterns)
+        return paths.every((p) => {
+          const expected = patterns.findIndex((compiled) => matchPattern(compiled, p))
+          if (expected >= 0 && list.index !== null) indexedHits++
+          return firstMatch(list, p) === expected
+        })
+      },
+    ),
     { numRuns: 2000 },
   )
   t.ok(indexedHits > 1000, `matches found through the index (${indexedHits})`)
-  const list = compilePatternList(['/É/*', '/\u212a/*', '/%c3/*', '/a/*', '/b/*', '/c/*', '/d/*', '/e/*'].map((text) => compilePattern(text)))
+  const list = compilePatternList(
+    ['/É/*', '/\u212a/*', '/%c3/*', '/a/*', '/b/*', '/c/*', '/d/*', '/e/*'].map((text) => compilePattern(text)),
+  )
   t.equal(firstMatch(list, '/É/x'), 0, 'a non-ASCII first segment finds its own patterns')
   t.equal(firstMatch(list, '/é/x'), -1, 'and only ASCII letters fold')
   t.equal(firstMatch(list, '/\u212a/x'), 1)
   t.equal(firstMatch(list, '/k/x'), -1, 'the Kelvin sign is no k')
   t.equal(firstMatch(list, '/%C3/x'), 2, 'hex digits in either case')
-  t.equal(firstMatch(list, `/${'a'.repeat(100)}`), -1, 'a first segment longer than any key is read no further than the longest')
+  t.equal(
+    firstMatch(list, `/${'a'.repeat(100)}`),
+    -1,
+    'a first segment longer than any key is read no further than the longest',
+  )
 })

@@ -5,7 +5,9 @@ import { PolicyCompiler } from '../src/worker/client.js'
 import { preparePolicy, transferList } from '../src/load/prepare.js'
 import { DEFAULT_LOAD_CONTEXT } from '../src/load/translate.js'
 
-const doc = JSON.stringify({ deliveryCriteria: [{ region: { subnet: ['10.0.0.0/8', '2001:db8::/32'], subnet2: '10.5.0.0/16' } }] })
+const doc = JSON.stringify({
+  deliveryCriteria: [{ region: { subnet: ['10.0.0.0/8', '2001:db8::/32'], subnet2: '10.5.0.0/16' } }],
+})
 
 t.test('the worker prepares what preparePolicy prepares, typed arrays included', async (t) => {
   const compiler = new PolicyCompiler()
@@ -18,12 +20,22 @@ t.test('the worker prepares what preparePolicy prepares, typed arrays included',
   const [r, l] = [remote.compiled.policies[0] as CompiledPolicy, local.compiled.policies[0] as CompiledPolicy]
   t.ok(r.subnetV4.table.entries instanceof Uint32Array)
   t.same(Array.from(r.subnetV6.table.entries), Array.from(l.subnetV6.table.entries))
-  t.match(await compiler.prepare('{ nope', DEFAULT_LOAD_CONTEXT), { ok: false, errors: [{ message: /line 1, column 3/ }] })
+  t.match(await compiler.prepare('{ nope', DEFAULT_LOAD_CONTEXT), {
+    ok: false,
+    errors: [{ message: /line 1, column 3/ }],
+  })
 })
 
 t.test('preparePolicy refuses bad JSON and invalid documents with their problems', async (t) => {
-  t.match(preparePolicy('[', DEFAULT_LOAD_CONTEXT), { ok: false, errors: [{ pointer: '', message: /invalid JSON at line 1, column 2/ }], warnings: [] })
-  t.match(preparePolicy('{"deliveryCriteria":[]}', DEFAULT_LOAD_CONTEXT), { ok: false, errors: [{ pointer: '/deliveryCriteria' }] })
+  t.match(preparePolicy('[', DEFAULT_LOAD_CONTEXT), {
+    ok: false,
+    errors: [{ pointer: '', message: /invalid JSON at line 1, column 2/ }],
+    warnings: [],
+  })
+  t.match(preparePolicy('{"deliveryCriteria":[]}', DEFAULT_LOAD_CONTEXT), {
+    ok: false,
+    errors: [{ pointer: '/deliveryCriteria' }],
+  })
 })
 
 t.test('transferList names each buffer of a compiled policy once', async (t) => {
@@ -56,7 +68,9 @@ t.test('close() resolves even when the worker answers its last job during the te
   await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)
   const { worker } = (compiler as unknown as { live: { worker: Worker } }).live
   let closing: Promise<void> | undefined
-  worker.prependOnceListener('message', () => { closing = compiler.close() })
+  worker.prependOnceListener('message', () => {
+    closing = compiler.close()
+  })
   t.equal((await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)).ok, true)
   await closing
   t.pass('close() resolved')
@@ -79,8 +93,11 @@ t.test('a worker that crashes on its own is replaced on the next job', async (t)
   const first = (compiler as unknown as { live: { worker: Worker } }).live.worker
   // A job long enough (tens of milliseconds of parsing and compiling) that the worker is surely
   // still on it when it dies; a small one can finish and answer before the termination lands.
-  const subnets = Array.from({ length: 30_000 }, (_, i) => `10.${i >> 8 & 255}.${i & 255}.0/24`)
-  const pending = compiler.prepare(JSON.stringify({ deliveryCriteria: [{ region: { subnet: subnets } }] }), DEFAULT_LOAD_CONTEXT)
+  const subnets = Array.from({ length: 30_000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`)
+  const pending = compiler.prepare(
+    JSON.stringify({ deliveryCriteria: [{ region: { subnet: subnets } }] }),
+    DEFAULT_LOAD_CONTEXT,
+  )
   await first.terminate()
   await t.rejects(pending, { message: /worker exited/ })
   t.equal((await compiler.prepare(doc, DEFAULT_LOAD_CONTEXT)).ok, true)

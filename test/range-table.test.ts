@@ -17,13 +17,13 @@ interface Prefix {
 function golden(prefixes: Prefix[], address: number[]): number[] {
   const sets = new Set<number>()
   for (const p of prefixes) {
-    if (p.words.every((w, i) => (((address[i] as number) & maskWord(p.length, i)) >>> 0) === w)) sets.add(p.set)
+    if (p.words.every((w, i) => ((address[i] as number) & maskWord(p.length, i)) >>> 0 === w)) sets.add(p.set)
   }
   return [...sets].sort((a, b) => a - b)
 }
 
 function masked(address: number[], length: number): number[] {
-  return address.map((w, i) => ((w & maskWord(length, i)) >>> 0))
+  return address.map((w, i) => (w & maskWord(length, i)) >>> 0)
 }
 
 /** Prefixes drawn around a few seed addresses so that nesting and overlaps are common. */
@@ -31,14 +31,19 @@ function prefixesArb(words: 1 | 4) {
   const bits = words * 32
   const address = fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: words, maxLength: words })
   return fc.array(address, { minLength: 1, maxLength: 4 }).chain((seeds) =>
-    fc.array(
-      fc.record({
-        seed: fc.oneof(fc.constantFrom(...seeds), address),
-        length: fc.oneof(fc.integer({ min: 0, max: bits }), fc.constantFrom(0, bits, 8, 16, 24)),
-        set: fc.integer({ min: 0, max: 5 }),
-      }),
-      { minLength: 0, maxLength: 40 },
-    ).map((raw) => ({ seeds, prefixes: raw.map((r): Prefix => ({ words: masked(r.seed, r.length), length: r.length, set: r.set })) })),
+    fc
+      .array(
+        fc.record({
+          seed: fc.oneof(fc.constantFrom(...seeds), address),
+          length: fc.oneof(fc.integer({ min: 0, max: bits }), fc.constantFrom(0, bits, 8, 16, 24)),
+          set: fc.integer({ min: 0, max: 5 }),
+        }),
+        { minLength: 0, maxLength: 40 },
+      )
+      .map((raw) => ({
+        seeds,
+        prefixes: raw.map((r): Prefix => ({ words: masked(r.seed, r.length), length: r.length, set: r.set })),
+      })),
   )
 }
 
@@ -46,7 +51,7 @@ function prefixesArb(words: 1 | 4) {
 function probes(prefixes: Prefix[], seeds: number[][], words: number): number[][] {
   const out: number[][] = [...seeds, new Array(words).fill(0), new Array(words).fill(0xffffffff)]
   for (const p of prefixes) {
-    const last = p.words.map((w, i) => ((w | ~maskWord(p.length, i)) >>> 0))
+    const last = p.words.map((w, i) => (w | ~maskWord(p.length, i)) >>> 0)
     out.push(p.words, last, step(p.words, -1), step(last, 1))
   }
   return out
@@ -92,8 +97,23 @@ t.test('MSISDN digit table answers exactly the sets startsWith finds', async (t)
     fc.property(
       digits(1, 6).chain((stem) =>
         fc.record({
-          prefixes: fc.array(fc.record({ digits: fc.oneof(digits(1, 15), digits(0, 6).map((s) => (stem + s).slice(0, 15))), set: fc.integer({ min: 0, max: 4 }) }), { maxLength: 30 }),
-          numbers: fc.array(fc.oneof(digits(1, 15), digits(0, 12).map((s) => (stem + s).slice(0, 15))), { maxLength: 30 }),
+          prefixes: fc.array(
+            fc.record({
+              digits: fc.oneof(
+                digits(1, 15),
+                digits(0, 6).map((s) => (stem + s).slice(0, 15)),
+              ),
+              set: fc.integer({ min: 0, max: 4 }),
+            }),
+            { maxLength: 30 },
+          ),
+          numbers: fc.array(
+            fc.oneof(
+              digits(1, 15),
+              digits(0, 12).map((s) => (stem + s).slice(0, 15)),
+            ),
+            { maxLength: 30 },
+          ),
         }),
       ),
       ({ prefixes, numbers }) => {
@@ -106,7 +126,9 @@ t.test('MSISDN digit table answers exactly the sets startsWith finds', async (t)
         for (const number of [...numbers, ...prefixes.map((p) => p.digits)]) {
           const [hi, lo] = splitKey(msisdnKey(number))
           const got = table.labelSets[lookup2(table, hi, lo)]
-          const want = [...new Set(prefixes.filter((p) => number.startsWith(p.digits)).map((p) => p.set))].sort((a, b) => a - b)
+          const want = [...new Set(prefixes.filter((p) => number.startsWith(p.digits)).map((p) => p.set))].sort(
+            (a, b) => a - b,
+          )
           if (JSON.stringify(got) !== JSON.stringify(want)) return false
         }
         return true
@@ -154,7 +176,9 @@ t.test('dense clusters get child nodes down to the last byte, and still agree wi
   const prefixes: Prefix[] = []
   // 30 /24s, each holding every other /32 of a different set: hundreds of intervals per root slot.
   for (let net = 0; net < 30; net++) {
-    for (let host = 0; host < 256; host += 2) prefixes.push({ words: [(0x0a000000 | (net << 8) | host) >>> 0], length: 32, set: (host >> 1) % 3 })
+    for (let host = 0; host < 256; host += 2) {
+      prefixes.push({ words: [(0x0a000000 | (net << 8) | host) >>> 0], length: 32, set: (host >> 1) % 3 })
+    }
   }
   prefixes.push({ words: [0x0a000000], length: 16, set: 4 })
   const builder = new RangeTableBuilder(1)
@@ -164,7 +188,10 @@ t.test('dense clusters get child nodes down to the last byte, and still agree wi
   for (let net = 0; net < 31; net++) {
     for (let host = 0; host < 256; host += 1) {
       const address = [(0x0a000000 | (net << 8) | host) >>> 0]
-      if (JSON.stringify(table.labelSets[lookup1(table, address[0] as number)]) !== JSON.stringify(golden(prefixes, address))) {
+      if (
+        JSON.stringify(table.labelSets[lookup1(table, address[0] as number)]) !==
+        JSON.stringify(golden(prefixes, address))
+      ) {
         t.fail(`10.0.${net}.${host}`)
         return
       }
@@ -175,12 +202,18 @@ t.test('dense clusters get child nodes down to the last byte, and still agree wi
 
 t.test('IPv6 clusters deep in the low words are indexed past the first word', async (t) => {
   const prefixes: Prefix[] = []
-  for (let host = 0; host < 64; host += 2) prefixes.push({ words: [0x20010db8, 0, 0, host], length: 128, set: host % 3 })
+  for (let host = 0; host < 64; host += 2) {
+    prefixes.push({ words: [0x20010db8, 0, 0, host], length: 128, set: host % 3 })
+  }
   const builder = new RangeTableBuilder(4)
   for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
   const table = builder.compile()
   for (let host = 0; host < 70; host++) {
     const address = [0x20010db8, 0, 0, host]
-    t.same(table.labelSets[lookup4(table, Uint32Array.from(address))], golden(prefixes, address), `2001:db8::${host.toString(16)}`)
+    t.same(
+      table.labelSets[lookup4(table, Uint32Array.from(address))],
+      golden(prefixes, address),
+      `2001:db8::${host.toString(16)}`,
+    )
   }
 })

@@ -11,10 +11,31 @@ export function rng(seed) {
   }
 }
 
-const V4_LENGTHS = [[16, 3], [17, 2], [18, 3], [19, 5], [20, 7], [21, 8], [22, 12], [23, 10], [24, 50]]
-const V6_LENGTHS = [[29, 4], [32, 20], [36, 6], [40, 10], [44, 10], [48, 50]]
+const V4_LENGTHS = [
+  [16, 3],
+  [17, 2],
+  [18, 3],
+  [19, 5],
+  [20, 7],
+  [21, 8],
+  [22, 12],
+  [23, 10],
+  [24, 50],
+]
+const V6_LENGTHS = [
+  [29, 4],
+  [32, 20],
+  [36, 6],
+  [40, 10],
+  [44, 10],
+  [48, 50],
+]
 /** First 16 bits of allocated IPv6 space, where real prefixes cluster. */
-const V6_TOP = [0x2001, 0x2400, 0x2401, 0x2402, 0x2403, 0x2404, 0x2405, 0x2406, 0x2407, 0x2408, 0x2409, 0x240e, 0x2600, 0x2601, 0x2602, 0x2603, 0x2604, 0x2605, 0x2606, 0x2607, 0x2800, 0x2801, 0x2803, 0x2804, 0x2a00, 0x2a01, 0x2a02, 0x2a03, 0x2a04, 0x2a05, 0x2a06, 0x2a07, 0x2a09, 0x2a0a, 0x2a0b, 0x2a0c, 0x2a0d, 0x2a0e, 0x2a0f, 0x2c0f]
+const V6_TOP = [
+  0x2001, 0x2400, 0x2401, 0x2402, 0x2403, 0x2404, 0x2405, 0x2406, 0x2407, 0x2408, 0x2409, 0x240e, 0x2600, 0x2601,
+  0x2602, 0x2603, 0x2604, 0x2605, 0x2606, 0x2607, 0x2800, 0x2801, 0x2803, 0x2804, 0x2a00, 0x2a01, 0x2a02, 0x2a03,
+  0x2a04, 0x2a05, 0x2a06, 0x2a07, 0x2a09, 0x2a0a, 0x2a0b, 0x2a0c, 0x2a0d, 0x2a0e, 0x2a0f, 0x2c0f,
+]
 
 function weighted(random, table) {
   const total = table.reduce((s, [, w]) => s + w, 0)
@@ -71,7 +92,10 @@ export function v4Inside(prefix, random) {
 
 /** An IPv6 address inside `prefix` (host bits random in the second and last words). */
 export function v6Inside(prefix, random) {
-  const w1 = prefix.length >= 64 ? prefix.words[1] : (prefix.words[1] | (Math.floor(random() * 4294967296) & ~mask(Math.max(0, prefix.length - 32)))) >>> 0
+  const w1 =
+    prefix.length >= 64
+      ? prefix.words[1]
+      : (prefix.words[1] | (Math.floor(random() * 4294967296) & ~mask(Math.max(0, prefix.length - 32)))) >>> 0
   return hex([prefix.words[0], w1, Math.floor(random() * 4294967296) >>> 0, Math.floor(random() * 4294967296) >>> 0])
 }
 

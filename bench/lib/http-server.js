@@ -32,7 +32,10 @@ if (mode === 'plugin') {
 } else if (mode === 'deny-hook') {
   // The floor for denials: what Fastify costs to answer 403 from a hook, with no decision made.
   app.addHook('onRequest', (_request, reply) => {
-    reply.code(403).header('content-type', 'application/json; charset=utf-8').send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
+    reply
+      .code(403)
+      .header('content-type', 'application/json; charset=utf-8')
+      .send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
   })
 } else if (mode === 'mixed-hook') {
   // The floor for the mixed traffic: the plugin's answers (load.js's second and fourth requests
@@ -40,7 +43,10 @@ if (mode === 'plugin') {
   app.addHook('onRequest', (request, reply, next) => {
     const xff = request.headers['x-forwarded-for']
     if (xff === '198.51.100.7' || xff === '10.9.9.9, 127.0.0.2') {
-      reply.code(403).header('content-type', 'application/json; charset=utf-8').send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
+      reply
+        .code(403)
+        .header('content-type', 'application/json; charset=utf-8')
+        .send('{"statusCode":403,"error":"Forbidden","message":"Access denied"}')
       return
     }
     next()

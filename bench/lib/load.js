@@ -9,8 +9,20 @@ const connections = Number(process.env.LOAD_CONNECTIONS ?? 32)
 const requests = [
   { headers: { 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': 'http' } },
   { headers: { 'x-forwarded-for': '198.51.100.7', 'x-forwarded-proto': 'http' } },
-  { headers: { 'x-forwarded-for': '10.5.31.7, 127.0.0.2', 'x-forwarded-proto': 'http', 'x-up-calling-line-id': '8613503812345' } },
-  { headers: { 'x-forwarded-for': '10.9.9.9, 127.0.0.2', 'x-forwarded-proto': 'http', 'x-up-calling-line-id': '8613912345678' } },
+  {
+    headers: {
+      'x-forwarded-for': '10.5.31.7, 127.0.0.2',
+      'x-forwarded-proto': 'http',
+      'x-up-calling-line-id': '8613503812345',
+    },
+  },
+  {
+    headers: {
+      'x-forwarded-for': '10.9.9.9, 127.0.0.2',
+      'x-forwarded-proto': 'http',
+      'x-up-calling-line-id': '8613912345678',
+    },
+  },
 ]
 // LOAD_MIX=allowed keeps only the requests the benchmark policy allows (the plugin's full cost:
 // a denial short-circuits the route handler and is cheaper than an allowed request).
@@ -22,16 +34,18 @@ if (!url.startsWith('http://127.0.0.1')) throw new Error('load tests target 127.
 const pipelining = Number(process.env.LOAD_PIPELINING ?? 8)
 const instance = autocannon({ url, connections, duration, requests: mix, pipelining }, (err, result) => {
   if (err) throw err
-  console.log(JSON.stringify({
-    requests: result.requests.total,
-    rps: Math.round(result.requests.average),
-    latencyP50: result.latency.p50,
-    latencyP99: result.latency.p99,
-    latencyMax: result.latency.max,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    non2xx: result.non2xx,
-    status: { '2xx': result['2xx'], '4xx': result['4xx'], '5xx': result['5xx'] },
-  }))
+  console.log(
+    JSON.stringify({
+      requests: result.requests.total,
+      rps: Math.round(result.requests.average),
+      latencyP50: result.latency.p50,
+      latencyP99: result.latency.p99,
+      latencyMax: result.latency.max,
+      errors: result.errors,
+      timeouts: result.timeouts,
+      non2xx: result.non2xx,
+      status: { '2xx': result['2xx'], '4xx': result['4xx'], '5xx': result['5xx'] },
+    }),
+  )
 })
 process.once('SIGINT', () => instance.stop())

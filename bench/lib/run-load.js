@@ -11,7 +11,9 @@ export function pinSelf(core = 0) {
 
 /** Spawns Node with `args`, pinned to `core` when taskset is there. */
 export function spawnNode(core, args, options) {
-  return hasTaskset ? spawn('taskset', ['-c', String(core), process.execPath, ...args], options) : spawn(process.execPath, args, options)
+  return hasTaskset
+    ? spawn('taskset', ['-c', String(core), process.execPath, ...args], options)
+    : spawn(process.execPath, args, options)
 }
 
 /**
@@ -20,11 +22,18 @@ export function spawnNode(core, args, options) {
  */
 export function startLoad(url, seconds, env = {}) {
   const script = new URL('./load.js', import.meta.url).pathname
-  const child = spawnNode(1, [script, url, String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  const child = spawnNode(1, [script, url, String(seconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  })
   let out = ''
   child.stdout.on('data', (chunk) => (out += chunk))
   const result = new Promise((resolve, reject) => {
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`load generator exited ${code}`))))
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').at(-1)))
+        : reject(new Error(`load generator exited ${code}`)),
+    )
   })
   return { stop: () => child.kill('SIGINT'), result }
 }

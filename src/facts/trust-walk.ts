@@ -12,7 +12,16 @@ import { parseAddress, parsePrefix, formatPrefix, type Family, type IpPrefix } f
 import { InvalidOptionError } from '../errors.js'
 import { isDigitString, normalizeMsisdn, type MsisdnFormat } from './msisdn.js'
 import { lookup1, lookup4, RangeTableBuilder, type RangeTable } from '../table/range-table.js'
-import { FACT_HANDSET, FACT_MSISDN, FACT_PROTOCOL, FACT_SOURCE, NO_SUBDIVISIONS, PROTOCOL_HTTP, PROTOCOL_HTTPS, type ClientFacts } from './facts.js'
+import {
+  FACT_HANDSET,
+  FACT_MSISDN,
+  FACT_PROTOCOL,
+  FACT_SOURCE,
+  NO_SUBDIVISIONS,
+  PROTOCOL_HTTP,
+  PROTOCOL_HTTPS,
+  type ClientFacts,
+} from './facts.js'
 
 /** One mobile operator's enriching gateways (docs/TRUST.md, "The two trust lists"). */
 export interface GatewayOptions {
@@ -104,7 +113,9 @@ function parseTrustedPrefix(text: unknown, option: string): IpPrefix {
   if (!parsed.ok) throw new InvalidOptionError(`${option}: "${text}": ${parsed.message}`)
   if (parsed.hostBitsSet) {
     // Metadata gets a warning for this; a trust list gets refused, because a typo here widens trust.
-    throw new InvalidOptionError(`${option}: "${text}" has host bits set; write ${formatPrefix(parsed.prefix)} if that is meant`)
+    throw new InvalidOptionError(
+      `${option}: "${text}" has host bits set; write ${formatPrefix(parsed.prefix)} if that is meant`,
+    )
   }
   return parsed.prefix
 }
@@ -142,7 +153,10 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
 
   const gatewaysV4 = new RangeTableBuilder(1)
   const gatewaysV6 = new RangeTableBuilder(4)
-  const slots = new Map<string, number>([['x-forwarded-for', SLOT_XFF], ['x-forwarded-proto', SLOT_XFP]])
+  const slots = new Map<string, number>([
+    ['x-forwarded-for', SLOT_XFF],
+    ['x-forwarded-proto', SLOT_XFP],
+  ])
   const slotOf = (name: string): number => {
     let slot = slots.get(name)
     if (slot === undefined) {
@@ -151,12 +165,19 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
     }
     return slot
   }
-  const seen: { prefix: IpPrefix; option: string }[] = proxies.map((prefix, i) => ({ prefix, option: `trustedProxies[${i}]` }))
+  const seen: { prefix: IpPrefix; option: string }[] = proxies.map((prefix, i) => ({
+    prefix,
+    option: `trustedProxies[${i}]`,
+  }))
   const gateways = gatewayList.map((gw, g): CompiledGateway => {
     const at = `gateways[${g}]`
     if (typeof gw !== 'object' || gw === null) throw new InvalidOptionError(`${at} must be an object`)
-    if (typeof gw.name !== 'string' || gw.name.length === 0) throw new InvalidOptionError(`${at}.name must be a non-empty string`)
-    if (!Array.isArray(gw.cidrs) || gw.cidrs.length === 0) throw new InvalidOptionError(`${at}.cidrs must be a non-empty array of CIDR strings`)
+    if (typeof gw.name !== 'string' || gw.name.length === 0) {
+      throw new InvalidOptionError(`${at}.name must be a non-empty string`)
+    }
+    if (!Array.isArray(gw.cidrs) || gw.cidrs.length === 0) {
+      throw new InvalidOptionError(`${at}.cidrs must be a non-empty array of CIDR strings`)
+    }
     if (typeof gw.countryCode !== 'string' || !isDigitString(gw.countryCode, 3)) {
       throw new InvalidOptionError(`${at}.countryCode must be 1–3 digits, such as "86"`)
     }
@@ -164,12 +185,16 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
       const option = `${at}.cidrs[${i}]`
       const prefix = parseTrustedPrefix(text, option)
       const clash = seen.find((s) => overlaps(s.prefix, prefix))
-      if (clash) throw new InvalidOptionError(`${option}: "${text}" overlaps ${clash.option}; an address must have one role`)
+      if (clash) {
+        throw new InvalidOptionError(`${option}: "${text}" overlaps ${clash.option}; an address must have one role`)
+      }
       seen.push({ prefix, option })
       ;(prefix.family === 4 ? gatewaysV4 : gatewaysV6).addPrefix(prefix.words, prefix.length, g)
     })
     const headers = gw.msisdnHeaders ?? DEFAULT_MSISDN_HEADERS
-    if (!Array.isArray(headers) || headers.length === 0) throw new InvalidOptionError(`${at}.msisdnHeaders must be a non-empty array of header names`)
+    if (!Array.isArray(headers) || headers.length === 0) {
+      throw new InvalidOptionError(`${at}.msisdnHeaders must be a non-empty array of header names`)
+    }
     const names = headers.map((name, i) => {
       if (typeof name !== 'string' || !HEADER_NAME.test(name.toLowerCase())) {
         throw new InvalidOptionError(`${at}.msisdnHeaders[${i}] must be an HTTP header name`)
@@ -179,10 +204,18 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
       // reads for something else, or onto another of this list, would be counted twice.
       const folded = lower.replace(/_/g, '-')
       if (folded === 'x-forwarded-for' || folded === 'x-forwarded-proto') {
-        throw new InvalidOptionError(`${at}.msisdnHeaders[${i}]: "${name}" is read for the client's address or protocol`)
+        throw new InvalidOptionError(
+          `${at}.msisdnHeaders[${i}]: "${name}" is read for the client's address or protocol`,
+        )
       }
-      const twin = headers.findIndex((other, j) => j < i && typeof other === 'string' && other.toLowerCase().replace(/_/g, '-') === folded)
-      if (twin >= 0) throw new InvalidOptionError(`${at}.msisdnHeaders[${i}]: "${name}" is the same header as msisdnHeaders[${twin}] once "_" is read as "-"`)
+      const twin = headers.findIndex(
+        (other, j) => j < i && typeof other === 'string' && other.toLowerCase().replace(/_/g, '-') === folded,
+      )
+      if (twin >= 0) {
+        throw new InvalidOptionError(
+          `${at}.msisdnHeaders[${i}]: "${name}" is the same header as msisdnHeaders[${twin}] once "_" is read as "-"`,
+        )
+      }
       return lower
     })
     const numbering = gw.msisdnNumbering ?? 'international'
@@ -209,7 +242,13 @@ export function compileTrust(options: TrustOptions = {}): TrustConfig {
     gatewaysV4: gatewaysV4.compile(),
     gatewaysV6: gatewaysV6.compile(),
     gateways,
-    headers: { byLength, slotsByLength, counts: new Int32Array(slots.size), values: new Array<string | null>(slots.size).fill(null), twins: new Int32Array(slots.size) },
+    headers: {
+      byLength,
+      slotsByLength,
+      counts: new Int32Array(slots.size),
+      values: new Array<string | null>(slots.size).fill(null),
+      twins: new Int32Array(slots.size),
+    },
     hasProxies: proxies.length > 0,
     maxForwardedEntries: positiveInteger(options.maxForwardedEntries, 'maxForwardedEntries', 16),
     maxForwardedLength: positiveInteger(options.maxForwardedLength, 'maxForwardedLength', 1024),
@@ -393,7 +432,13 @@ export function extractClientFacts(
 }
 
 /** `extractClientFacts` for a peer already classified (the plugin keeps one per connection). */
-export function extractFromPeer(trust: TrustConfig, peer: PeerFacts, rawHeaders: readonly string[], now: number, facts: ClientFacts): void {
+export function extractFromPeer(
+  trust: TrustConfig,
+  peer: PeerFacts,
+  rawHeaders: readonly string[],
+  now: number,
+  facts: ClientFacts,
+): void {
   facts.sourceFamily = 0
   facts.handsetFamily = 0
   facts.gateway = -1

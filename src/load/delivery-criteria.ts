@@ -61,7 +61,10 @@ const validateEntry = ajv.getSchema(ENTRY_REF) as ValidateFunction
 const criteriaShell = structuredClone(criteriaSchema) as { $id: string; properties: Record<string, unknown> }
 criteriaShell.$id += ':shell'
 criteriaShell.properties.deliveryCriteria = LIST_WITHOUT_ENTRIES
-const profilesShell = structuredClone(profilesSchema) as { $id: string; properties: { deliveryProfiles: { items: { properties: Record<string, unknown> } } } }
+const profilesShell = structuredClone(profilesSchema) as {
+  $id: string
+  properties: { deliveryProfiles: { items: { properties: Record<string, unknown> } } }
+}
 profilesShell.$id += ':shell'
 profilesShell.properties.deliveryProfiles.items.properties.deliveryCriteria = LIST_WITHOUT_ENTRIES
 const validateCriteriaShell = ajv.compile(criteriaShell)
@@ -76,13 +79,17 @@ function collectSchemaErrors(format: MetadataFormat, doc: Record<string, unknown
     lists.push(['/deliveryCriteria', doc.deliveryCriteria])
   } else if (Array.isArray(doc.deliveryProfiles)) {
     doc.deliveryProfiles.forEach((profile: unknown, p) => {
-      if (typeof profile === 'object' && profile !== null) lists.push([`/deliveryProfiles/${p}/deliveryCriteria`, (profile as Record<string, unknown>).deliveryCriteria])
+      if (typeof profile === 'object' && profile !== null) {
+        lists.push([`/deliveryProfiles/${p}/deliveryCriteria`, (profile as Record<string, unknown>).deliveryCriteria])
+      }
     })
   }
   for (const [at, list] of lists) {
     if (!Array.isArray(list)) continue
     list.forEach((entry: unknown, i) => {
-      if (!validateEntry(entry)) for (const error of validateEntry.errors as ErrorObject[]) errors.add(...describe(error, `${at}/${i}`))
+      if (!validateEntry(entry)) {
+        for (const error of validateEntry.errors as ErrorObject[]) errors.add(...describe(error, `${at}/${i}`))
+      }
     })
   }
 }
@@ -142,7 +149,10 @@ function translateCriteria(t: Translation, list: Record<string, unknown>[], poin
     warnVendorExtensions(t, entry, at)
     const kinds = ENTRY_KINDS.filter((kind) => kind in entry)
     if (kinds.length !== 1) {
-      t.errors.add(at, `must hold exactly one of region, protocol, timeWindow${kinds.length > 1 ? ` (found ${kinds.join(', ')})` : ''}`)
+      t.errors.add(
+        at,
+        `must hold exactly one of region, protocol, timeWindow${kinds.length > 1 ? ` (found ${kinds.join(', ')})` : ''}`,
+      )
       continue
     }
     if (entry.region !== undefined) {
@@ -158,8 +168,12 @@ function translateCriteria(t: Translation, list: Record<string, unknown>[], poin
       warnVendorExtensions(t, window, `${at}/timeWindow`)
       const start = parseTimestamp(window.startTime as string)
       const end = parseTimestamp(window.endTime as string)
-      if (Number.isNaN(start)) t.errors.add(`${at}/timeWindow/startTime`, 'must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z')
-      if (Number.isNaN(end)) t.errors.add(`${at}/timeWindow/endTime`, 'must be an RFC 3339 date-time such as 2027-01-01T00:00:00Z')
+      if (Number.isNaN(start)) {
+        t.errors.add(`${at}/timeWindow/startTime`, 'must be an RFC 3339 date-time such as 2026-01-01T00:00:00Z')
+      }
+      if (Number.isNaN(end)) {
+        t.errors.add(`${at}/timeWindow/endTime`, 'must be an RFC 3339 date-time such as 2027-01-01T00:00:00Z')
+      }
       if (!Number.isNaN(start) && !Number.isNaN(end) && end <= start) {
         t.errors.add(`${at}/timeWindow/endTime`, 'must be after startTime (the window is [startTime, endTime))')
       }
@@ -195,7 +209,9 @@ export function loadPolicyModel(doc: unknown, context: LoadContext = DEFAULT_LOA
     return {
       ok: false,
       model: null,
-      errors: [{ pointer: '', message: 'must be an object with "deliveryCriteria", "deliveryProfiles" or (RFC 8006) "hosts"' }],
+      errors: [
+        { pointer: '', message: 'must be an object with "deliveryCriteria", "deliveryProfiles" or (RFC 8006) "hosts"' },
+      ],
       warnings: [],
     }
   }

@@ -11,7 +11,9 @@ import type { Problem } from '../policy/model.js'
  * be exactly JSON); only when it fails is jsonc-parser, in strict mode, asked where, because V8's
  * messages often give no position.
  */
-export function parseMetadataText(text: string): { ok: true; value: unknown } | { ok: false; error: Problem & { line: number; column: number } } {
+export function parseMetadataText(
+  text: string,
+): { ok: true; value: unknown } | { ok: false; error: Problem & { line: number; column: number } } {
   try {
     return { ok: true, value: JSON.parse(text) as unknown }
   } catch (err) {

@@ -16,7 +16,8 @@ import { compileCatchAll, compileSite, type CompiledSite } from '../policy/site.
  * RFC 8006 as a site of hosts. Nothing downstream asks which format it was. */
 export type CompiledMetadata = CompiledSite
 
-export type Compilation = { ok: true; compiled: CompiledMetadata; warnings: Problem[] } | { ok: false; errors: Problem[]; warnings: Problem[] }
+export type Compilation =
+  { ok: true; compiled: CompiledMetadata; warnings: Problem[] } | { ok: false; errors: Problem[]; warnings: Problem[] }
 
 /** Either format's loader, told apart by shape: RFC 8006 has `hosts`. */
 function loadMetadata(doc: unknown, context: LoadContext): LoadResult | SiteLoadResult {
@@ -27,7 +28,11 @@ function loadMetadata(doc: unknown, context: LoadContext): LoadResult | SiteLoad
 export function compileMetadata(doc: unknown, context: LoadContext): Compilation {
   const loaded = loadMetadata(doc, context)
   if (!loaded.ok) return loaded
-  return { ok: true, compiled: 'site' in loaded ? compileSite(loaded.site) : compileCatchAll(compilePolicy(loaded.model)), warnings: loaded.warnings }
+  return {
+    ok: true,
+    compiled: 'site' in loaded ? compileSite(loaded.site) : compileCatchAll(compilePolicy(loaded.model)),
+    warnings: loaded.warnings,
+  }
 }
 
 export interface PreparedPolicy {
@@ -62,14 +67,27 @@ export function preparePolicy(text: string, context: LoadContext): PreparedPolic
   if (!parsed.ok) return { ok: false, errors: [parsed.error], warnings: [] }
   const result = compileMetadata(parsed.value, context)
   if (!result.ok) return { ok: false, errors: result.errors, warnings: result.warnings }
-  return { ok: true, compiled: result.compiled, warnings: result.warnings, etag: etagOf(text), compileMs: performance.now() - started }
+  return {
+    ok: true,
+    compiled: result.compiled,
+    warnings: result.warnings,
+    etag: etagOf(text),
+    compileMs: performance.now() - started,
+  }
 }
 
 /** The buffers of a compiled policy, to transfer (not copy) across a worker boundary. */
 export function transferList(compiled: CompiledMetadata): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>()
   for (const policy of compiled.policies) {
-    for (const field of [policy.subnetV4, policy.subnetV6, policy.subnet2V4, policy.subnet2V6, policy.msisdnNational, policy.msisdnInternational]) {
+    for (const field of [
+      policy.subnetV4,
+      policy.subnetV6,
+      policy.subnet2V4,
+      policy.subnet2V6,
+      policy.msisdnNational,
+      policy.msisdnInternational,
+    ]) {
       buffers.add(field.table.entries.buffer as ArrayBuffer)
       buffers.add(field.table.index.buffer as ArrayBuffer)
       buffers.add(field.bits.buffer as ArrayBuffer)

@@ -18,7 +18,17 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { normalizeCountryCode } from './country-codes.js'
-import { DEFAULT_LOAD_CONTEXT, describeAjvError, newTranslation, translateMsisdnPrefixes, translatePrefixes, warnIfNoSource, warnVendorExtensions, type LoadContext, type Translation } from './translate.js'
+import {
+  DEFAULT_LOAD_CONTEXT,
+  describeAjvError,
+  newTranslation,
+  translateMsisdnPrefixes,
+  translatePrefixes,
+  warnIfNoSource,
+  warnVendorExtensions,
+  type LoadContext,
+  type Translation,
+} from './translate.js'
 import {
   type AclSet,
   type ClauseModel,
@@ -31,7 +41,15 @@ import {
   type SiteModel,
   type Unenforceable,
 } from '../policy/model.js'
-import { compilePattern, compilePatternList, MAX_PATH_LENGTH, patternCost, patternError, SELECTION_BUDGET, type PathPattern } from '../policy/path-pattern.js'
+import {
+  compilePattern,
+  compilePatternList,
+  MAX_PATH_LENGTH,
+  patternCost,
+  patternError,
+  SELECTION_BUDGET,
+  type PathPattern,
+} from '../policy/path-pattern.js'
 import { canonicalPattern, normalizeHost } from '../policy/request-target.js'
 
 /** Footprint types of our own for the draft's mobile fields, documented in the README ("RFC 8006"). */
@@ -65,7 +83,10 @@ let compiled: Validators | null = null
  */
 function validators(): Validators {
   if (compiled !== null) return compiled
-  const schema = JSON.parse(readFileSync(new URL('../../schemas/rfc8006.schema.json', import.meta.url), 'utf8')) as { $id: string; properties: Record<string, unknown> }
+  const schema = JSON.parse(readFileSync(new URL('../../schemas/rfc8006.schema.json', import.meta.url), 'utf8')) as {
+    $id: string
+    properties: Record<string, unknown>
+  }
   const document = new Ajv({ allErrors: false, strict: true }).compile(schema)
   // A refused document is checked again for every error, host by host, so the work stays linear
   // in the number of bad hosts (see collectSchemaErrors in metadata.ts for why).
@@ -74,12 +95,17 @@ function validators(): Validators {
   const shell = structuredClone(schema)
   shell.$id += ':shell'
   shell.properties.hosts = { type: 'array' }
-  const definition = (name: string) => every.getSchema(`urn:cdni-authz:schema:rfc8006#/definitions/${name}`) as ValidateFunction
+  const definition = (name: string) =>
+    every.getSchema(`urn:cdni-authz:schema:rfc8006#/definitions/${name}`) as ValidateFunction
   compiled = {
     document,
     shell: every.compile(shell),
     host: definition('HostMatch'),
-    values: { [LOCATION_ACL]: definition('LocationACL'), [TIME_WINDOW_ACL]: definition('TimeWindowACL'), [PROTOCOL_ACL]: definition('ProtocolACL') },
+    values: {
+      [LOCATION_ACL]: definition('LocationACL'),
+      [TIME_WINDOW_ACL]: definition('TimeWindowACL'),
+      [PROTOCOL_ACL]: definition('ProtocolACL'),
+    },
   }
   return compiled
 }
@@ -87,8 +113,13 @@ function validators(): Validators {
 function addAjvErrors(t: Translation, validate: ValidateFunction, at: string): void {
   for (const error of validate.errors as ErrorObject[]) {
     const problem = describeAjvError({ ...error, instancePath: at + error.instancePath })
-    const href = error.keyword === 'additionalProperties' && (error.params as { additionalProperty: string }).additionalProperty === 'href'
-    t.errors.add(problem.pointer, href ? 'a Link object: references are not fetched, embed the object it points to' : problem.message)
+    const href =
+      error.keyword === 'additionalProperties' &&
+      (error.params as { additionalProperty: string }).additionalProperty === 'href'
+    t.errors.add(
+      problem.pointer,
+      href ? 'a Link object: references are not fetched, embed the object it points to' : problem.message,
+    )
   }
 }
 
@@ -119,7 +150,12 @@ function rule(pointer: string, action: unknown, clauses: ClauseModel[]): RuleMod
   return { pointer, allow: action === 'allow', clauses }
 }
 
-function footprintRegion(t: Translation, footprint: Record<string, unknown>, at: string, problems: string[]): RegionModel {
+function footprintRegion(
+  t: Translation,
+  footprint: Record<string, unknown>,
+  at: string,
+  problems: string[],
+): RegionModel {
   const type = footprint['footprint-type'] as string
   const values = footprint['footprint-value'] as unknown[]
   const region: RegionModel = { pointer: at, subnet: null, subnet2: null, msisdn: null, country: null, asn: null }
@@ -144,7 +180,9 @@ function footprintRegion(t: Translation, footprint: Record<string, unknown>, at:
     case 'ipv6cidr': {
       const list = strings()
       list.forEach((value, i) => {
-        if (value.includes(':') !== (type === 'ipv6cidr')) t.errors.add(`${valuesAt}/${i}`, `"${value}" is not an ${type === 'ipv4cidr' ? 'IPv4' : 'IPv6'} CIDR`)
+        if (value.includes(':') !== (type === 'ipv6cidr')) {
+          t.errors.add(`${valuesAt}/${i}`, `"${value}" is not an ${type === 'ipv4cidr' ? 'IPv4' : 'IPv6'} CIDR`)
+        }
       })
       region.subnet = translatePrefixes(t, list, valuesAt)
       break
@@ -168,7 +206,10 @@ function footprintRegion(t: Translation, footprint: Record<string, unknown>, at:
       warnIfNoSource(t, 'asn', at, 'asn')
       break
     case 'countrycode':
-      region.country = parseEach(normalizeCountryCode, (value) => `"${value}" is not an ISO 3166-1 alpha-2 country code`)
+      region.country = parseEach(
+        normalizeCountryCode,
+        (value) => `"${value}" is not an ISO 3166-1 alpha-2 country code`,
+      )
       warnIfNoSource(t, 'country', at, 'countrycode')
       break
     case 'subdivisioncode':
@@ -190,28 +231,50 @@ function footprintRegion(t: Translation, footprint: Record<string, unknown>, at:
 }
 
 /** One footprint as a region clause: one region, or one per member of a footprintunion. */
-function footprintClause(t: Translation, footprint: Record<string, unknown>, at: string, problems: string[]): ClauseModel {
-  if (footprint['footprint-type'] !== 'footprintunion') return { kind: 'region', pointer: at, regions: [footprintRegion(t, footprint, at, problems)] }
+function footprintClause(
+  t: Translation,
+  footprint: Record<string, unknown>,
+  at: string,
+  problems: string[],
+): ClauseModel {
+  if (footprint['footprint-type'] !== 'footprintunion') {
+    return { kind: 'region', pointer: at, regions: [footprintRegion(t, footprint, at, problems)] }
+  }
   const regions: RegionModel[] = []
   ;(footprint['footprint-value'] as unknown[]).forEach((member, i) => {
     const memberAt = `${at}/footprint-value/${i}`
-    const ok = typeof member === 'object' && member !== null && typeof (member as Record<string, unknown>)['footprint-type'] === 'string' && Array.isArray((member as Record<string, unknown>)['footprint-value'])
-    if (!ok) t.errors.add(memberAt, 'a footprintunion lists footprint objects ({ "footprint-type", "footprint-value" })')
-    else if ((member as Record<string, unknown>)['footprint-type'] === 'footprintunion') t.errors.add(memberAt, 'a footprintunion must not list a footprintunion (RFC 9388 section 2.2)')
-    else regions.push(footprintRegion(t, member as Record<string, unknown>, memberAt, problems))
+    const ok =
+      typeof member === 'object' &&
+      member !== null &&
+      typeof (member as Record<string, unknown>)['footprint-type'] === 'string' &&
+      Array.isArray((member as Record<string, unknown>)['footprint-value'])
+    if (!ok) {
+      t.errors.add(memberAt, 'a footprintunion lists footprint objects ({ "footprint-type", "footprint-value" })')
+    } else if ((member as Record<string, unknown>)['footprint-type'] === 'footprintunion') {
+      t.errors.add(memberAt, 'a footprintunion must not list a footprintunion (RFC 9388 section 2.2)')
+    } else regions.push(footprintRegion(t, member as Record<string, unknown>, memberAt, problems))
   })
   return { kind: 'region', pointer: at, regions }
 }
 
 /** Translates an enforced ACL's value (already checked against its schema). */
-function translateAcl(t: Translation, type: string, value: Record<string, unknown>, at: string, problems: string[]): PolicyModel | null {
+function translateAcl(
+  t: Translation,
+  type: string,
+  value: Record<string, unknown>,
+  at: string,
+  problems: string[],
+): PolicyModel | null {
   if (type === LOCATION_ACL) {
     if (value.locations === undefined) return null
     const rules = (value.locations as Record<string, unknown>[]).map((location, r) => {
       const ruleAt = `${at}/locations/${r}`
       const footprints = location.footprints as Record<string, unknown>[]
       // No footprints: the rule applies to nobody (an empty region clause never matches).
-      const clauses = footprints.length === 0 ? [{ kind: 'region', pointer: `${ruleAt}/footprints`, regions: [] } satisfies ClauseModel] : footprints.map((footprint, f) => footprintClause(t, footprint, `${ruleAt}/footprints/${f}`, problems))
+      const clauses =
+        footprints.length === 0
+          ? [{ kind: 'region', pointer: `${ruleAt}/footprints`, regions: [] } satisfies ClauseModel]
+          : footprints.map((footprint, f) => footprintClause(t, footprint, `${ruleAt}/footprints/${f}`, problems))
       return rule(ruleAt, location.action, clauses)
     })
     return { rules }
@@ -221,7 +284,12 @@ function translateAcl(t: Translation, type: string, value: Record<string, unknow
     const rules = (value.times as Record<string, unknown>[]).map((time, r) => {
       const ruleAt = `${at}/times/${r}`
       const windows = (time.windows as { start: number; end: number }[]).map((window, w) => {
-        if (window.end <= window.start) t.errors.add(`${ruleAt}/windows/${w}/end`, 'must be after start (the window is [start, end), in seconds since the epoch)')
+        if (window.end <= window.start) {
+          t.errors.add(
+            `${ruleAt}/windows/${w}/end`,
+            'must be after start (the window is [start, end), in seconds since the epoch)',
+          )
+        }
         return { start: window.start * 1000, end: window.end * 1000 }
       })
       return rule(ruleAt, time.action, [{ kind: 'timeWindow', pointer: `${ruleAt}/windows`, windows }])
@@ -234,8 +302,12 @@ function translateAcl(t: Translation, type: string, value: Record<string, unknow
     const protocols: ('http' | 'https')[] = []
     ;(entry.protocols as string[]).forEach((name, p) => {
       const protocol = PROTOCOLS[name.toLowerCase()]
-      if (protocol === undefined) t.warnings.add(`${ruleAt}/protocols/${p}`, `"${name}" is not a protocol this edge serves (http/1.1, https/1.1): it never matches`)
-      else if (!protocols.includes(protocol)) protocols.push(protocol)
+      if (protocol === undefined) {
+        t.warnings.add(
+          `${ruleAt}/protocols/${p}`,
+          `"${name}" is not a protocol this edge serves (http/1.1, https/1.1): it never matches`,
+        )
+      } else if (!protocols.includes(protocol)) protocols.push(protocol)
     })
     return rule(ruleAt, entry.action, [{ kind: 'protocol', pointer: `${ruleAt}/protocols`, protocols }])
   })
@@ -298,7 +370,12 @@ function aclSet(entries: Map<string, Entry>): AclSet {
   return { location: acl(LOCATION_ACL), time: acl(TIME_WINDOW_ACL), protocol: acl(PROTOCOL_ACL), unenforceable }
 }
 
-function translatePaths(t: SiteTranslation, paths: Record<string, unknown>[] | undefined, at: string, inherited: Map<string, Entry>): PathNode[] {
+function translatePaths(
+  t: SiteTranslation,
+  paths: Record<string, unknown>[] | undefined,
+  at: string,
+  inherited: Map<string, Entry>,
+): PathNode[] {
   return (paths ?? []).map((match, i) => {
     const matchAt = `${at}/${i}`
     warnVendorExtensions(t, match, matchAt)
@@ -308,18 +385,35 @@ function translatePaths(t: SiteTranslation, paths: Record<string, unknown>[] | u
     const canonical = error === null ? canonicalPattern(pattern.pattern) : { ok: false as const, message: error }
     if (!canonical.ok) t.errors.add(patternAt, canonical.message)
     else if (canonical.pattern !== pattern.pattern) {
-      t.warnings.add(patternAt, `"${pattern.pattern}" is compared as "${canonical.pattern}", the canonical form request paths are compared in (RFC 3986 section 6.2.2)`)
+      t.warnings.add(
+        patternAt,
+        `"${pattern.pattern}" is compared as "${canonical.pattern}", the canonical form request paths are compared in (RFC 3986 section 6.2.2)`,
+      )
     }
-    if (canonical.ok && !/^[/*]/.test(canonical.pattern)) t.warnings.add(patternAt, `"${pattern.pattern}" matches no request: every path starts with "/" (RFC 8006 section 4.1.5 matches the path-absolute)`)
+    if (canonical.ok && !/^[/*]/.test(canonical.pattern)) {
+      t.warnings.add(
+        patternAt,
+        `"${pattern.pattern}" matches no request: every path starts with "/" (RFC 8006 section 4.1.5 matches the path-absolute)`,
+      )
+    }
     const metadata = match['path-metadata'] as Record<string, unknown>
-    const own = translateMetadataList(t, metadata.metadata as Record<string, unknown>[], `${matchAt}/path-metadata/metadata`)
+    const own = translateMetadataList(
+      t,
+      metadata.metadata as Record<string, unknown>[],
+      `${matchAt}/path-metadata/metadata`,
+    )
     const effective = new Map([...inherited, ...own])
     return {
       pointer: matchAt,
       pattern: canonical.ok ? canonical.pattern : pattern.pattern,
       caseSensitive: pattern['case-sensitive'] === true,
       acls: aclSet(effective),
-      paths: translatePaths(t, metadata.paths as Record<string, unknown>[] | undefined, `${matchAt}/path-metadata/paths`, effective),
+      paths: translatePaths(
+        t,
+        metadata.paths as Record<string, unknown>[] | undefined,
+        `${matchAt}/path-metadata/paths`,
+        effective,
+      ),
     }
   })
 }
@@ -360,7 +454,9 @@ export function loadSiteModel(doc: unknown, context: Partial<LoadContext> = {}):
   if (!validateDocument(doc)) {
     if (!shell(doc)) addAjvErrors(t, shell, '')
     const hosts = (doc as { hosts?: unknown }).hosts
-    if (Array.isArray(hosts)) hosts.forEach((host, i) => validateHost(host) || addAjvErrors(t, validateHost, `/hosts/${i}`))
+    if (Array.isArray(hosts)) {
+      hosts.forEach((host, i) => validateHost(host) || addAjvErrors(t, validateHost, `/hosts/${i}`))
+    }
     return { ok: false, site: null, errors: t.errors.done(), warnings: [] }
   }
   const document = doc as { hosts: Record<string, unknown>[] }
@@ -377,7 +473,12 @@ export function loadSiteModel(doc: unknown, context: Partial<LoadContext> = {}):
     }
     const metadata = match['host-metadata'] as Record<string, unknown>
     const own = translateMetadataList(t, metadata.metadata as Record<string, unknown>[], `${at}/host-metadata/metadata`)
-    const paths = translatePaths(t, metadata.paths as Record<string, unknown>[] | undefined, `${at}/host-metadata/paths`, own)
+    const paths = translatePaths(
+      t,
+      metadata.paths as Record<string, unknown>[] | undefined,
+      `${at}/host-metadata/paths`,
+      own,
+    )
     if (seen.has(host)) {
       t.warnings.add(`${at}/host`, `"${host}" is matched by an earlier HostMatch: this one is never used`)
       return

@@ -113,7 +113,9 @@ export function parseTimestamp(text: string): number {
   if (Number.isNaN(ms)) return ms
   // Date.parse rolls 2026-02-30 over to March; a round trip of the date fields catches it.
   const offset = m[8] as string
-  const offsetMinutes = /z/i.test(offset) ? 0 : (offset[0] === '-' ? -1 : 1) * (Number(offset.slice(1, 3)) * 60 + Number(offset.slice(4)))
+  const offsetMinutes = /z/i.test(offset)
+    ? 0
+    : (offset[0] === '-' ? -1 : 1) * (Number(offset.slice(1, 3)) * 60 + Number(offset.slice(4)))
   const local = new Date(ms + offsetMinutes * 60000)
   if (local.getUTCDate() !== Number(m[3]) || local.getUTCMonth() + 1 !== Number(m[2])) return Number.NaN
   return ms
@@ -159,10 +161,18 @@ export function translatePrefixes(t: Translation, value: string | string[], poin
  * Warns, once per document and fact, that a criterion `name` at `pointer` can never match in this
  * deployment because the fact it needs has no source.
  */
-export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn' | 'subdivision', pointer: string, name: string): void {
+export function warnIfNoSource(
+  t: Translation,
+  fact: 'mobile' | 'country' | 'asn' | 'subdivision',
+  pointer: string,
+  name: string,
+): void {
   if (fact === 'mobile' && !t.context.gatewaysConfigured && !t.warnedMobile) {
     t.warnedMobile = true
-    t.warnings.add(pointer, `${name} needs a trusted operator gateway and none is configured: regions using it never match`)
+    t.warnings.add(
+      pointer,
+      `${name} needs a trusted operator gateway and none is configured: regions using it never match`,
+    )
   } else if (fact === 'country' && !t.context.countryDatabase && !t.warnedCountry) {
     t.warnedCountry = true
     t.warnings.add(pointer, `${name} needs a country database and none is configured: regions using it never match`)
@@ -171,7 +181,10 @@ export function warnIfNoSource(t: Translation, fact: 'mobile' | 'country' | 'asn
     t.warnings.add(pointer, `${name} needs an AS-number database and none is configured: regions using it never match`)
   } else if (fact === 'subdivision' && t.context.subdivisionDatabase !== true && !t.warnedSubdivision) {
     t.warnedSubdivision = true
-    t.warnings.add(pointer, `${name} needs a City country database (one whose records name subdivisions) and none is configured: footprints using it never match`)
+    t.warnings.add(
+      pointer,
+      `${name} needs a City country database (one whose records name subdivisions) and none is configured: footprints using it never match`,
+    )
   }
 }
 
@@ -191,7 +204,15 @@ export function translateMsisdnPrefixes(t: Translation, value: string | string[]
 }
 
 export function newTranslation(context: LoadContext): Translation {
-  return { errors: new ProblemList(), warnings: new ProblemList(), context, warnedMobile: false, warnedCountry: false, warnedAsn: false, warnedSubdivision: false }
+  return {
+    errors: new ProblemList(),
+    warnings: new ProblemList(),
+    context,
+    warnedMobile: false,
+    warnedCountry: false,
+    warnedAsn: false,
+    warnedSubdivision: false,
+  }
 }
 
 /** The result tools need: is the document acceptable, and what is wrong or suspicious in it. */

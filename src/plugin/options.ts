@@ -35,12 +35,29 @@ export interface NormalizedOptions {
   unknown: string[]
 }
 
-const OPTIONS: readonly (keyof CdniAuthzOptions)[] = ['metadata', 'enforcedElsewhere', 'logMsisdn', 'countryDb', 'asnDb', 'trustedProxies', 'gateways', 'maxForwardedEntries', 'maxForwardedLength']
+const OPTIONS: readonly (keyof CdniAuthzOptions)[] = [
+  'metadata',
+  'enforcedElsewhere',
+  'logMsisdn',
+  'countryDb',
+  'asnDb',
+  'trustedProxies',
+  'gateways',
+  'maxForwardedEntries',
+  'maxForwardedLength',
+]
 
 /** What Fastify's `register` reads from the same object: ours to ignore, not to report. */
 const FASTIFY_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
 
-const GATEWAY_FIELDS: readonly (keyof GatewayOptions)[] = ['name', 'cidrs', 'msisdnHeaders', 'countryCode', 'msisdnNumbering', 'allowDoubleZero']
+const GATEWAY_FIELDS: readonly (keyof GatewayOptions)[] = [
+  'name',
+  'cidrs',
+  'msisdnHeaders',
+  'countryCode',
+  'msisdnNumbering',
+  'allowDoubleZero',
+]
 
 const DEFAULT_MSISDN_HEADERS: readonly string[] = ['x-up-calling-line-id']
 
@@ -57,17 +74,27 @@ const fail = (message: string): never => {
 /** Only undefined is an option left out: null is a value, and a wrong one. */
 const given = (value: unknown, fallback: unknown): unknown => (value === undefined ? fallback : value)
 
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /** A copy of an array whose every element passes `check`; holes are read as undefined. */
-function arrayOf<T>(value: unknown, name: string, expected: string, element: (item: unknown, at: string) => T, nonEmpty = false): T[] {
-  if (!Array.isArray(value) || (nonEmpty && value.length === 0)) return fail(`${name} must be ${nonEmpty ? 'a non-empty' : 'an'} array of ${expected}`)
+function arrayOf<T>(
+  value: unknown,
+  name: string,
+  expected: string,
+  element: (item: unknown, at: string) => T,
+  nonEmpty = false,
+): T[] {
+  if (!Array.isArray(value) || (nonEmpty && value.length === 0)) {
+    return fail(`${name} must be ${nonEmpty ? 'a non-empty' : 'an'} array of ${expected}`)
+  }
   const list: T[] = []
   for (let i = 0; i < value.length; i++) list.push(element(value[i], `${name}[${i}]`))
   return list
 }
 
-const cidrString = (item: unknown, at: string): string => (typeof item === 'string' ? item : fail(`${at} must be a CIDR string`))
+const cidrString = (item: unknown, at: string): string =>
+  typeof item === 'string' ? item : fail(`${at} must be a CIDR string`)
 
 function database(value: unknown, name: string, fallback: string | false): string | false {
   if (value === undefined) return fallback
@@ -86,22 +113,33 @@ function gateway(value: unknown, at: string): NormalizedGateway {
   // Unlike the options object, Fastify adds nothing here: an unknown field is a typo, and a
   // misspelt msisdnHeaders would quietly read the default header instead.
   for (const key of Object.keys(value)) {
-    if (!(GATEWAY_FIELDS as readonly string[]).includes(key)) fail(`${at}.${key} is not a gateway field (${GATEWAY_FIELDS.join(', ')})`)
+    if (!(GATEWAY_FIELDS as readonly string[]).includes(key)) {
+      fail(`${at}.${key} is not a gateway field (${GATEWAY_FIELDS.join(', ')})`)
+    }
   }
   const { name, cidrs, msisdnHeaders, countryCode, msisdnNumbering, allowDoubleZero } = value
   if (typeof name !== 'string' || name.length === 0) fail(`${at}.name must be a non-empty string`)
   const cidrList = arrayOf(cidrs, `${at}.cidrs`, 'CIDR strings', cidrString, true)
-  if (typeof countryCode !== 'string' || !isDigitString(countryCode, 3)) fail(`${at}.countryCode must be 1–3 digits, such as "86"`)
+  if (typeof countryCode !== 'string' || !isDigitString(countryCode, 3)) {
+    fail(`${at}.countryCode must be 1–3 digits, such as "86"`)
+  }
   const headers = arrayOf(
     given(msisdnHeaders, DEFAULT_MSISDN_HEADERS),
     `${at}.msisdnHeaders`,
     'header names',
-    (item, itemAt) => (typeof item === 'string' && HEADER_NAME.test(item.toLowerCase()) ? item.toLowerCase() : fail(`${itemAt} must be an HTTP header name`)),
+    (item, itemAt) =>
+      typeof item === 'string' && HEADER_NAME.test(item.toLowerCase())
+        ? item.toLowerCase()
+        : fail(`${itemAt} must be an HTTP header name`),
     true,
   )
   const numbering = given(msisdnNumbering, 'international')
-  if (numbering !== 'international' && numbering !== 'national') fail(`${at}.msisdnNumbering must be "international" or "national"`)
-  if (allowDoubleZero !== undefined && typeof allowDoubleZero !== 'boolean') fail(`${at}.allowDoubleZero must be true or false`)
+  if (numbering !== 'international' && numbering !== 'national') {
+    fail(`${at}.msisdnNumbering must be "international" or "national"`)
+  }
+  if (allowDoubleZero !== undefined && typeof allowDoubleZero !== 'boolean') {
+    fail(`${at}.allowDoubleZero must be true or false`)
+  }
   return {
     name: name as string,
     cidrs: cidrList,
@@ -124,11 +162,17 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
   if (metadata !== undefined && typeof metadata !== 'string' && !isRecord(metadata)) {
     fail('metadata must be a metadata document (an object) or its JSON text')
   }
-  if (logMsisdn !== 'off' && logMsisdn !== 'masked' && logMsisdn !== 'full') fail('logMsisdn must be "off", "masked" or "full"')
+  if (logMsisdn !== 'off' && logMsisdn !== 'masked' && logMsisdn !== 'full') {
+    fail('logMsisdn must be "off", "masked" or "full"')
+  }
   return {
     metadata: metadata as object | string | undefined,
-    enforcedElsewhere: arrayOf(given(enforcedElsewhere, []), 'enforcedElsewhere', 'metadata type names, such as ["MI.SourceMetadata"]', (item, at) =>
-      typeof item === 'string' && item.length > 0 ? item.toLowerCase() : fail(`${at} must be a non-empty string`),
+    enforcedElsewhere: arrayOf(
+      given(enforcedElsewhere, []),
+      'enforcedElsewhere',
+      'metadata type names, such as ["MI.SourceMetadata"]',
+      (item, at) =>
+        typeof item === 'string' && item.length > 0 ? item.toLowerCase() : fail(`${at} must be a non-empty string`),
     ),
     logMsisdn: logMsisdn as LogMsisdn,
     countryDb: database(options.countryDb, 'countryDb', BUNDLED_COUNTRY_DB),
@@ -137,6 +181,8 @@ export function normalizeOptions(options: unknown): NormalizedOptions {
     gateways: arrayOf(given(options.gateways, []), 'gateways', 'gateway objects', gateway),
     maxForwardedEntries: cap(options.maxForwardedEntries, 'maxForwardedEntries', 16),
     maxForwardedLength: cap(options.maxForwardedLength, 'maxForwardedLength', 1024),
-    unknown: Object.keys(options).filter((key) => !(OPTIONS as readonly string[]).includes(key) && !FASTIFY_OPTIONS.includes(key)),
+    unknown: Object.keys(options).filter(
+      (key) => !(OPTIONS as readonly string[]).includes(key) && !FASTIFY_OPTIONS.includes(key),
+    ),
   }
 }

@@ -7,7 +7,14 @@ import { createRequire } from 'node:module'
 import type { TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { classifyPeer, compileTrust, extractFromPeer, gatewayName, type PeerFacts, type TrustOptions } from '../facts/trust-walk.js'
+import {
+  classifyPeer,
+  compileTrust,
+  extractFromPeer,
+  gatewayName,
+  type PeerFacts,
+  type TrustOptions,
+} from '../facts/trust-walk.js'
 import { createClientFacts, factNames } from '../facts/facts.js'
 import { LRUCache } from 'lru-cache'
 import { FIELDS, type PolicySummary } from '../policy/compile.js'
@@ -22,7 +29,15 @@ import { normalizeOptions } from './options.js'
 import { PolicyCompiler } from '../worker/client.js'
 import { compileMetadata, type PreparedPolicy, type RefusedPolicy } from '../load/prepare.js'
 import { canonicalPath, requestHost } from '../policy/request-target.js'
-import { explainSite, firstDenial, selectNode, type CompiledAcls, type CompiledSite, type Denial, type SiteExplanation } from '../policy/site.js'
+import {
+  explainSite,
+  firstDenial,
+  selectNode,
+  type CompiledAcls,
+  type CompiledSite,
+  type Denial,
+  type SiteExplanation,
+} from '../policy/site.js'
 
 export interface CdniAuthzOptions extends TrustOptions {
   /** The initial metadata document (parsed JSON, or JSON text). With none, every request is
@@ -127,7 +142,9 @@ const DENY_BODY = '{"statusCode":403,"error":"Forbidden","message":"Access denie
  * Null when that cannot be found (a Fastify without abstract-logging): every logger is then
  * asked as below, which builds deny lines nobody writes but never loses one.
  */
-export function nullLoggerInfo(load: () => unknown = () => createRequire(createRequire(import.meta.url).resolve('fastify'))('abstract-logging')): unknown {
+export function nullLoggerInfo(
+  load: () => unknown = () => createRequire(createRequire(import.meta.url).resolve('fastify'))('abstract-logging'),
+): unknown {
   try {
     const logger = load() as { info?: unknown }
     return typeof logger.info === 'function' ? logger.info : null
@@ -157,7 +174,8 @@ function deny(reply: FastifyReply): void {
  * The host whose HostMatch applies: what the server behind the plugin serves by (request-target.ts),
  * never `request.host`, which follows X-Forwarded-Host under Fastify's own `trustProxy`.
  */
-export const hostOf = (request: { raw: { headers: IncomingHttpHeaders; rawHeaders: string[] } }): string | undefined => requestHost(request.raw.headers, request.raw.rawHeaders)
+export const hostOf = (request: { raw: { headers: IncomingHttpHeaders; rawHeaders: string[] } }): string | undefined =>
+  requestHost(request.raw.headers, request.raw.rawHeaders)
 
 const COUNTRY_FIELD = FIELDS.indexOf('country')
 const ASN_FIELD = FIELDS.indexOf('asn')
@@ -171,7 +189,8 @@ const NO_NODE = Symbol('no node')
  * would be its doing.
  */
 type SelectionCache = LRUCache<string, CompiledAcls | typeof NO_NODE>
-const newSelectionCache = (): SelectionCache => new LRUCache({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_value, key) => key.length + 1 })
+const newSelectionCache = (): SelectionCache =>
+  new LRUCache({ max: 10_000, maxSize: 2_000_000, sizeCalculation: (_value, key) => key.length + 1 })
 
 /**
  * The live policy and everything derived from it, swapped in by one assignment between two
@@ -240,7 +259,8 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     enforcedElsewhere: options.enforcedElsewhere,
   }
   const describeDatabases = () => {
-    const info = (db: IpDatabase | null): DatabaseInfo | null => db && { path: db.path, type: db.type, built: db.built?.toISOString() ?? null }
+    const info = (db: IpDatabase | null): DatabaseInfo | null =>
+      db && { path: db.path, type: db.type, built: db.built?.toISOString() ?? null }
     return { country: info(databases.country), asn: info(databases.asn) }
   }
   const logMsisdn = options.logMsisdn
@@ -342,7 +362,8 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
   fastify.addHook('onRoute', (routeOptions) => {
     if (routeOptions.config?.cdniAuthz === false) someRouteOptedOut = true
   })
-  const optedOut = (request: FastifyRequest): boolean => someRouteOptedOut && request.routeOptions.config.cdniAuthz === false
+  const optedOut = (request: FastifyRequest): boolean =>
+    someRouteOptedOut && request.routeOptions.config.cdniAuthz === false
 
   /** The node governing a request: the catch-all, or a site's selection through its cache. */
   const select = (state: LiveState, request: FastifyRequest): CompiledAcls | null => {
@@ -365,11 +386,19 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
    * selected, an unenforceable object in force, or an ACL's rule. The line is built only for a
    * logger that writes it: it walks the rules again to say what failed.
    */
-  const denyRequest = (request: FastifyRequest, reply: FastifyReply, state: LiveState, unknowable: number, acls: CompiledAcls | null, denial: Denial | null): void => {
+  const denyRequest = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    state: LiveState,
+    unknowable: number,
+    acls: CompiledAcls | null,
+    denial: Denial | null,
+  ): void => {
     let reason: DenyReason
     if (unknowable !== 0) reason = unknowableReason(unknowable)
-    else if (acls === null) reason = canonicalPath(request.url, hostOf(request)) === null ? 'bad-request-target' : 'no-host-matched'
-    else if (acls.unenforceable.length > 0) reason = 'unenforceable'
+    else if (acls === null) {
+      reason = canonicalPath(request.url, hostOf(request)) === null ? 'bad-request-target' : 'no-host-matched'
+    } else if (acls.unenforceable.length > 0) reason = 'unenforceable'
     else reason = (denial as Denial).rule < 0 ? 'no-rule-matched' : 'deny-rule'
     counts.denied[reason]++
     if (logsAtInfo(request.log)) {
@@ -386,7 +415,14 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
             unenforceable: acls?.unenforceable.map((u) => u.type) ?? [],
             via: gatewayName(trust, facts.gateway) ?? (facts.sourceFamily === 0 ? 'no-source' : 'direct'),
             handset: facts.handsetFamily !== 0,
-            msisdn: facts.msisdn === null ? false : logMsisdn === 'off' ? true : logMsisdn === 'full' ? facts.msisdn.international : maskMsisdn(facts.msisdn.international),
+            msisdn:
+              facts.msisdn === null
+                ? false
+                : logMsisdn === 'off'
+                  ? true
+                  : logMsisdn === 'full'
+                    ? facts.msisdn.international
+                    : maskMsisdn(facts.msisdn.international),
             policyVersion: state.version,
           },
         },

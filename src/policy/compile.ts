@@ -161,7 +161,10 @@ function cloneRegion(region: RegionModel): RegionModel {
     pointer: region.pointer,
     subnet: region.subnet && region.subnet.copy(),
     subnet2: region.subnet2 && region.subnet2.copy(),
-    msisdn: region.msisdn && { national: region.msisdn.national.slice(), international: region.msisdn.international.slice() },
+    msisdn: region.msisdn && {
+      national: region.msisdn.national.slice(),
+      international: region.msisdn.international.slice(),
+    },
     country: region.country && region.country.slice(),
     asn: region.asn && region.asn.slice(),
   }
@@ -217,7 +220,14 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
   const international = new RangeTableBuilder(2)
   const country = new Map<string, Uint32Array>()
   const asn = new Map<number, Uint32Array>()
-  const summary: PolicySummary = { rules: model.rules.length, regions: regions.length, ipv4Prefixes: 0, ipv6Prefixes: 0, msisdnPrefixes: 0, intervals: 0 }
+  const summary: PolicySummary = {
+    rules: model.rules.length,
+    regions: regions.length,
+    ipv4Prefixes: 0,
+    ipv6Prefixes: 0,
+    msisdnPrefixes: 0,
+    intervals: 0,
+  }
 
   regionModels.forEach((region, r) => {
     ;[region.subnet, region.subnet2].forEach((list, which) => {
@@ -230,7 +240,10 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
       summary.ipv6Prefixes += list.v6Count
     })
     if (region.msisdn) {
-      for (const [digitsList, builder] of [[region.msisdn.national, national], [region.msisdn.international, international]] as const) {
+      for (const [digitsList, builder] of [
+        [region.msisdn.national, national],
+        [region.msisdn.international, international],
+      ] as const) {
         for (const digits of digitsList) {
           const { start, last } = msisdnPrefixRange(digits)
           builder.add(start, last, digits.length, r)
@@ -238,7 +251,10 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
         summary.msisdnPrefixes += digitsList.length
       }
     }
-    for (const [values, map] of [[region.country, country], [region.asn, asn]] as const) {
+    for (const [values, map] of [
+      [region.country, country],
+      [region.asn, asn],
+    ] as const) {
       for (const value of values ?? []) {
         let bits = (map as Map<string | number, Uint32Array>).get(value)
         if (bits === undefined) {
@@ -264,7 +280,9 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
           return {
             kind: 'protocol',
             pointer: clause.pointer,
-            protocols: (clause.protocols.includes('http') ? PROTOCOL_HTTP : 0) | (clause.protocols.includes('https') ? PROTOCOL_HTTPS : 0),
+            protocols:
+              (clause.protocols.includes('http') ? PROTOCOL_HTTP : 0) |
+              (clause.protocols.includes('https') ? PROTOCOL_HTTPS : 0),
           }
         case 'timeWindow':
           return { kind: 'timeWindow', pointer: clause.pointer, windows: clause.windows.slice() }
@@ -282,9 +300,10 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
   }
   for (const t of Object.values(tables)) summary.intervals += t.table.count
   const usesTime = rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'timeWindow'))
-  const reads = FACT_SOURCE
-    | (used[SUBNET2] ? FACT_HANDSET : 0)
-    | (used[MSISDN] ? FACT_MSISDN : 0)
-    | (rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'protocol')) ? FACT_PROTOCOL : 0)
+  const reads =
+    FACT_SOURCE |
+    (used[SUBNET2] ? FACT_HANDSET : 0) |
+    (used[MSISDN] ? FACT_MSISDN : 0) |
+    (rules.some((rule) => rule.clauses.some((clause) => clause.kind === 'protocol')) ? FACT_PROTOCOL : 0)
   return { words, used, without, all, ...tables, country, asn, rules, regions, summary, usesTime, reads }
 }

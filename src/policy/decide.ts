@@ -10,7 +10,16 @@
 import type { ClientFacts } from '../facts/facts.js'
 import { keyHighWord, keyLowWord, msisdnKey } from '../facts/msisdn.js'
 import { lookup1, lookup2, lookup4, type RangeTable } from '../table/range-table.js'
-import { ASN, COUNTRY, MSISDN, SUBNET, SUBNET2, type CompiledClause, type CompiledPolicy, type CompiledRule } from './compile.js'
+import {
+  ASN,
+  COUNTRY,
+  MSISDN,
+  SUBNET,
+  SUBNET2,
+  type CompiledClause,
+  type CompiledPolicy,
+  type CompiledRule,
+} from './compile.js'
 import type { ClauseKind } from './model.js'
 
 /** Stands in for a table's bits when there is no fact (offset -1): never read. */
@@ -47,7 +56,13 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
     accumulate(acc, bits, offset, policy.without[SUBNET] as Uint32Array, words)
   }
   if (used[SUBNET2]) {
-    const offset = addressOffset(policy.subnet2V4.table, policy.subnet2V6.table, facts.handsetFamily, facts.handset, words)
+    const offset = addressOffset(
+      policy.subnet2V4.table,
+      policy.subnet2V6.table,
+      facts.handsetFamily,
+      facts.handset,
+      words,
+    )
     const bits = facts.handsetFamily === 6 ? policy.subnet2V6.bits : policy.subnet2V4.bits
     accumulate(acc, bits, offset, policy.without[SUBNET2] as Uint32Array, words)
   }
@@ -59,7 +74,9 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
       const intl = msisdnLabel(policy.msisdnInternational.table, facts.msisdn.international)
       const nat = facts.msisdn.national === null ? 0 : msisdnLabel(policy.msisdnNational.table, facts.msisdn.national)
       for (let w = 0; w < words; w++) {
-        const matched = (policy.msisdnInternational.bits[intl * words + w] as number) | (policy.msisdnNational.bits[nat * words + w] as number)
+        const matched =
+          (policy.msisdnInternational.bits[intl * words + w] as number) |
+          (policy.msisdnNational.bits[nat * words + w] as number)
         acc[w] = (acc[w] as number) & (matched | (without[w] as number))
       }
     }
@@ -79,7 +96,12 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
 
 /** The country step when the address has subdivisions: a region passes when it lists the
  * country or one of the subdivisions (or names no location at all). */
-function matchLocation(policy: CompiledPolicy, countryBits: Uint32Array | undefined, subdivisions: readonly string[], acc: Uint32Array): void {
+function matchLocation(
+  policy: CompiledPolicy,
+  countryBits: Uint32Array | undefined,
+  subdivisions: readonly string[],
+  acc: Uint32Array,
+): void {
   const without = policy.without[COUNTRY] as Uint32Array
   for (let w = 0; w < policy.words; w++) {
     let matched = (without[w] as number) | (countryBits === undefined ? 0 : (countryBits[w] as number))
@@ -142,7 +164,12 @@ export function isAllowed(policy: CompiledPolicy, ruleIndex: number): boolean {
  * (a deny rule) or null, and the kinds that failed in the rules that did not match. Cheap: no
  * lookups, so a flood of denials costs little more than a flood of allows.
  */
-export function describeDenial(policy: CompiledPolicy, facts: ClientFacts, scratch: Uint32Array, ruleIndex: number): { decidedBy: string | null; failed: ClauseKind[] } {
+export function describeDenial(
+  policy: CompiledPolicy,
+  facts: ClientFacts,
+  scratch: Uint32Array,
+  ruleIndex: number,
+): { decidedBy: string | null; failed: ClauseKind[] } {
   const failed: ClauseKind[] = []
   const last = ruleIndex < 0 ? policy.rules.length : ruleIndex
   for (let i = 0; i < last; i++) {

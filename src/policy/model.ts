@@ -48,8 +48,12 @@ export class PrefixList {
 
   /** Appends every prefix of `other`. */
   addAll(other: PrefixList): void {
-    for (let i = 0; i < other.v4Count; i++) this.addWords(4, other.v4Networks.subarray(i, i + 1), other.v4Lengths[i] as number)
-    for (let i = 0; i < other.v6Count; i++) this.addWords(6, other.v6Words.subarray(i * 4, i * 4 + 4), other.v6Lengths[i] as number)
+    for (let i = 0; i < other.v4Count; i++) {
+      this.addWords(4, other.v4Networks.subarray(i, i + 1), other.v4Lengths[i] as number)
+    }
+    for (let i = 0; i < other.v6Count; i++) {
+      this.addWords(6, other.v6Words.subarray(i * 4, i * 4 + 4), other.v6Lengths[i] as number)
+    }
   }
 
   copy(): PrefixList {

@@ -50,7 +50,9 @@ export function patternError(pattern: string): string | null {
   for (let i = 0; i < pattern.length; i++) {
     if (pattern[i] !== '$') continue
     const next = pattern[i + 1]
-    if (next !== '$' && next !== '*' && next !== '?') return `"$" at ${i} must be followed by "$", "*" or "?" (the escapes of RFC 8006 section 4.1.5)`
+    if (next !== '$' && next !== '*' && next !== '?') {
+      return `"$" at ${i} must be followed by "$", "*" or "?" (the escapes of RFC 8006 section 4.1.5)`
+    }
     i++
   }
   return null
@@ -59,7 +61,14 @@ export function patternError(pattern: string): string | null {
 /** ASCII letters only, the way RFC 8006 section 4.1.5 folds; index keys fold the same way. */
 const fold = (code: number): number => (code >= 0x41 && code <= 0x5a ? code + 0x20 : code)
 
-const hexValue = (code: number): number => (code >= 0x30 && code <= 0x39 ? code - 0x30 : code >= 0x41 && code <= 0x46 ? code - 0x37 : code >= 0x61 && code <= 0x66 ? code - 0x57 : -1)
+const hexValue = (code: number): number =>
+  code >= 0x30 && code <= 0x39
+    ? code - 0x30
+    : code >= 0x41 && code <= 0x46
+      ? code - 0x37
+      : code >= 0x61 && code <= 0x66
+        ? code - 0x57
+        : -1
 
 /**
  * A percent-encoded octet as one pchar: above every UTF-16 code unit, so it never equals a
@@ -83,7 +92,12 @@ const widthOf = (pchar: number): number => (pchar >= ENCODED ? 3 : 1)
  * are hex digits), so `%XX` just before `end` is one, read forwards too.
  */
 function pcharStartBefore(text: string, end: number): number {
-  return end >= 3 && text.charCodeAt(end - 3) === 0x25 && hexValue(text.charCodeAt(end - 2)) >= 0 && hexValue(text.charCodeAt(end - 1)) >= 0 ? end - 3 : end - 1
+  return end >= 3 &&
+    text.charCodeAt(end - 3) === 0x25 &&
+    hexValue(text.charCodeAt(end - 2)) >= 0 &&
+    hexValue(text.charCodeAt(end - 1)) >= 0
+    ? end - 3
+    : end - 1
 }
 
 /** Compiles a pattern already checked by patternError. */
@@ -119,7 +133,15 @@ export function matchWork(): number {
 /** Does the whole of `path` (no query, no fragment) match? */
 export function matchPattern(pattern: PathPattern, path: string): boolean {
   const { tokens } = pattern
-  return matchTokens(tokens, 0, tokens.length, tokens.indexOf(STAR), tokens.lastIndexOf(STAR), pattern.caseSensitive, path)
+  return matchTokens(
+    tokens,
+    0,
+    tokens.length,
+    tokens.indexOf(STAR),
+    tokens.lastIndexOf(STAR),
+    pattern.caseSensitive,
+    path,
+  )
 }
 
 /**
@@ -200,7 +222,7 @@ function literalFirstSegment(tokens: Int32Array): string | null {
 /** The key a path's first segment of `length` characters looks up: the same folding as keyChar. */
 function pathKey(path: string, length: number): string {
   let key = ''
-  for (let i = 1; i <= length; ) {
+  for (let i = 1; i <= length;) {
     const pchar = pcharAt(path, i)
     key += keyChar(pchar)
     i += widthOf(pchar)
@@ -213,8 +235,12 @@ export function compilePatternList(patterns: readonly PathPattern[]): PatternLis
   patterns.forEach((pattern, i) => (bounds[i + 1] = (bounds[i] as number) + pattern.tokens.length))
   const tokens = new Int32Array(bounds[patterns.length] as number)
   patterns.forEach((pattern, i) => tokens.set(pattern.tokens, bounds[i]))
-  const firstStar = Int32Array.from(patterns, (pattern, i) => (pattern.tokens.includes(STAR) ? (bounds[i] as number) + pattern.tokens.indexOf(STAR) : -1))
-  const lastStar = Int32Array.from(patterns, (pattern, i) => (pattern.tokens.includes(STAR) ? (bounds[i] as number) + pattern.tokens.lastIndexOf(STAR) : -1))
+  const firstStar = Int32Array.from(patterns, (pattern, i) =>
+    pattern.tokens.includes(STAR) ? (bounds[i] as number) + pattern.tokens.indexOf(STAR) : -1,
+  )
+  const lastStar = Int32Array.from(patterns, (pattern, i) =>
+    pattern.tokens.includes(STAR) ? (bounds[i] as number) + pattern.tokens.lastIndexOf(STAR) : -1,
+  )
   const costs = patterns.map((pattern) => patternCost(pattern))
   const keys = patterns.map((pattern) => literalFirstSegment(pattern.tokens))
   const unindexed = Uint32Array.from(keys.flatMap((key, i) => (key === null ? [i] : [])))
@@ -231,14 +257,27 @@ export function compilePatternList(patterns: readonly PathPattern[]): PatternLis
       if (own === undefined) byKey.set(key, [i])
       else own.push(i)
     })
-    index = new Map([...byKey].map(([key, own]) => [key, Uint32Array.from([...own, ...unindexed].sort((a, b) => a - b))]))
+    index = new Map(
+      [...byKey].map(([key, own]) => [key, Uint32Array.from([...own, ...unindexed].sort((a, b) => a - b))]),
+    )
     for (const key of index.keys()) longestKey = Math.max(longestKey, key.length)
     costliest = unindexed
     for (const list of index.values()) if (sum(list) > sum(costliest)) costliest = list
     // Finding the key reads at most longestKey + 1 characters of the path, counted as comparisons.
     cost = longestKey + 2 + sum(costliest)
   }
-  return { tokens, bounds, firstStar, lastStar, sensitive: Uint8Array.from(patterns, (pattern) => (pattern.caseSensitive ? 1 : 0)), index, longestKey, unindexed, cost, costliest }
+  return {
+    tokens,
+    bounds,
+    firstStar,
+    lastStar,
+    sensitive: Uint8Array.from(patterns, (pattern) => (pattern.caseSensitive ? 1 : 0)),
+    index,
+    longestKey,
+    unindexed,
+    cost,
+    costliest,
+  }
 }
 
 /** Index of the first pattern of the list that matches `path`, or -1. */
@@ -246,7 +285,19 @@ export function firstMatch(list: PatternList, path: string): number {
   const { tokens, bounds, firstStar, lastStar, sensitive, index } = list
   if (index === null) {
     for (let i = 0; i + 1 < bounds.length; i++) {
-      if (matchTokens(tokens, bounds[i] as number, bounds[i + 1] as number, firstStar[i] as number, lastStar[i] as number, sensitive[i] === 1, path)) return i
+      if (
+        matchTokens(
+          tokens,
+          bounds[i] as number,
+          bounds[i + 1] as number,
+          firstStar[i] as number,
+          lastStar[i] as number,
+          sensitive[i] === 1,
+          path,
+        )
+      ) {
+        return i
+      }
     }
     return -1
   }
@@ -259,7 +310,19 @@ export function firstMatch(list: PatternList, path: string): number {
     if (end - 1 <= list.longestKey) candidates = index.get(pathKey(path, end - 1)) ?? candidates
   }
   for (const i of candidates) {
-    if (matchTokens(tokens, bounds[i] as number, bounds[i + 1] as number, firstStar[i] as number, lastStar[i] as number, sensitive[i] === 1, path)) return i
+    if (
+      matchTokens(
+        tokens,
+        bounds[i] as number,
+        bounds[i + 1] as number,
+        firstStar[i] as number,
+        lastStar[i] as number,
+        sensitive[i] === 1,
+        path,
+      )
+    ) {
+      return i
+    }
   }
   return -1
 }
@@ -268,7 +331,15 @@ export function firstMatch(list: PatternList, path: string): number {
  * Compares tokens[from..end) (no STAR among them) with the pchars of `path` from `at`, never
  * reading at or past `limit`: where the run ends in the path, or -1.
  */
-function matchRun(tokens: Int32Array, from: number, end: number, sensitive: boolean, path: string, at: number, limit: number): number {
+function matchRun(
+  tokens: Int32Array,
+  from: number,
+  end: number,
+  sensitive: boolean,
+  path: string,
+  at: number,
+  limit: number,
+): number {
   let p = at
   for (let t = from; t < end; t++) {
     work++
@@ -281,7 +352,15 @@ function matchRun(tokens: Int32Array, from: number, end: number, sensitive: bool
   return p
 }
 
-function matchTokens(tokens: Int32Array, from: number, end: number, firstStar: number, lastStar: number, sensitive: boolean, path: string): boolean {
+function matchTokens(
+  tokens: Int32Array,
+  from: number,
+  end: number,
+  firstStar: number,
+  lastStar: number,
+  sensitive: boolean,
+  path: string,
+): boolean {
   if (firstStar < 0) return matchRun(tokens, from, end, sensitive, path, 0, path.length) === path.length
   let p = matchRun(tokens, from, firstStar, sensitive, path, 0, path.length)
   if (p < 0) return false
@@ -294,11 +373,13 @@ function matchTokens(tokens: Int32Array, from: number, end: number, firstStar: n
   }
   if (q < p || matchRun(tokens, lastStar + 1, end, sensitive, path, q, path.length) < 0) return false
   // Each middle part at its leftmost place in what is left between them.
-  for (let t = firstStar + 1; t < lastStar; ) {
+  for (let t = firstStar + 1; t < lastStar;) {
     let partEnd = t
     while (tokens[partEnd] !== STAR) partEnd++
     let found = -1
-    for (let s = p; s < q && found < 0; s += widthOf(pcharAt(path, s))) found = matchRun(tokens, t, partEnd, sensitive, path, s, q)
+    for (let s = p; s < q && found < 0; s += widthOf(pcharAt(path, s))) {
+      found = matchRun(tokens, t, partEnd, sensitive, path, s, q)
+    }
     if (found < 0) return false
     p = found
     t = partEnd + 1

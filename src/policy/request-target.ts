@@ -62,11 +62,14 @@ export function requestHost(headers: IncomingHttpHeaders, rawHeaders: readonly s
   return host === undefined || host.toLowerCase() === authority.toLowerCase() ? authority : undefined
 }
 
-const isHex = (code: number): boolean => (code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x46) || (code >= 0x61 && code <= 0x66)
+const isHex = (code: number): boolean =>
+  (code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x46) || (code >= 0x61 && code <= 0x66)
 
 /** 1 for the octets a path segment holds plainly (RFC 3986 section 3.3: unreserved, sub-delims, ":", "@"); "/" too. */
 const PLAIN_OCTET = new Uint8Array(128)
-for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/") PLAIN_OCTET[c.charCodeAt(0)] = 1
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/") {
+  PLAIN_OCTET[c.charCodeAt(0)] = 1
+}
 
 /** Already canonical: only plain octets, no dot segment, no empty segment. */
 const PLAIN = /^(?!.*(?:\/\.\.?(?:\/|$)|\/\/))[\w\-.~!$&'()*+,;=:@/]*$/
@@ -155,10 +158,13 @@ export function canonicalPath(url: string, hostHeader: string | undefined): stri
 }
 
 const REFUSALS: Record<Refusal, string> = {
-  backslash: 'has a backslash ("\\" or %5C), which no URI path holds (RFC 3986 section 3.3): requests with one are refused, the proxy reading it as "/" and the file server as a character',
+  backslash:
+    'has a backslash ("\\" or %5C), which no URI path holds (RFC 3986 section 3.3): requests with one are refused, the proxy reading it as "/" and the file server as a character',
   'not-visible-ascii': 'has a character outside visible ASCII',
-  'dot-segment-after-star': 'has a ".." segment after a segment with "*": which part of the path it would remove is not said, so it has no canonical form',
-  'dot-segment-after-empty': 'has a ".." segment after an empty one ("//.."), which the proxy and the file server resolve differently',
+  'dot-segment-after-star':
+    'has a ".." segment after a segment with "*": which part of the path it would remove is not said, so it has no canonical form',
+  'dot-segment-after-empty':
+    'has a ".." segment after an empty one ("//.."), which the proxy and the file server resolve differently',
 }
 
 /**

@@ -65,11 +65,23 @@ export function compileSite(site: SiteModel): CompiledSite {
     patterns: compilePatternList(nodes.map((node) => compilePattern(node.pattern, node.caseSensitive))),
     nodes: nodes.map((node) => ({ acls: acls(node.pointer, node.acls), paths: paths(node.paths) })),
   })
-  const hosts = new Map(site.hosts.map((node) => [node.host, { acls: acls(node.pointer, node.acls), paths: paths(node.paths) }]))
+  const hosts = new Map(
+    site.hosts.map((node) => [node.host, { acls: acls(node.pointer, node.acls), paths: paths(node.paths) }]),
+  )
   const policies = [...compiled.values()]
-  const summary: PolicySummary = { hosts: site.hosts.length, rules: 0, regions: 0, ipv4Prefixes: 0, ipv6Prefixes: 0, msisdnPrefixes: 0, intervals: 0 }
+  const summary: PolicySummary = {
+    hosts: site.hosts.length,
+    rules: 0,
+    regions: 0,
+    ipv4Prefixes: 0,
+    ipv6Prefixes: 0,
+    msisdnPrefixes: 0,
+    intervals: 0,
+  }
   for (const policy of policies) {
-    for (const key of ['rules', 'regions', 'ipv4Prefixes', 'ipv6Prefixes', 'msisdnPrefixes', 'intervals'] as const) summary[key] += policy.summary[key]
+    for (const key of ['rules', 'regions', 'ipv4Prefixes', 'ipv6Prefixes', 'msisdnPrefixes', 'intervals'] as const) {
+      summary[key] += policy.summary[key]
+    }
   }
   return {
     hosts,
@@ -86,7 +98,15 @@ export function compileSite(site: SiteModel): CompiledSite {
  * whose pointer is the document's. */
 export function compileCatchAll(policy: CompiledPolicy): CompiledSite {
   const catchAll: CompiledAcls = { pointer: '', policies: [policy], unenforceable: [] }
-  return { hosts: new Map(), catchAll, policies: [policy], words: policy.words, usesTime: policy.usesTime, reads: policy.reads, summary: policy.summary }
+  return {
+    hosts: new Map(),
+    catchAll,
+    policies: [policy],
+    words: policy.words,
+    usesTime: policy.usesTime,
+    reads: policy.reads,
+    summary: policy.summary,
+  }
 }
 
 /** Whether the metadata named hosts (RFC 8006), rather than one policy for every request. */
@@ -140,12 +160,19 @@ export interface SiteExplanation extends Explanation {
 }
 
 /** Explains a decision on a site: which node, then each ACL in force, rule by rule. */
-export function explainSite(site: CompiledSite, hostHeader: string | undefined, url: string, facts: ClientFacts): SiteExplanation {
+export function explainSite(
+  site: CompiledSite,
+  hostHeader: string | undefined,
+  url: string,
+  facts: ClientFacts,
+): SiteExplanation {
   const unknowable = factNames(facts.unknowable & site.reads)
   const acls = selectNode(site, hostHeader, url)
   if (acls === null) return { selected: null, allowed: false, decidedBy: null, unknowable, failed: [], rules: [] }
   const blocked = acls.unenforceable[0]
-  if (blocked !== undefined) return { selected: acls.pointer, allowed: false, decidedBy: blocked.pointer, unknowable, failed: [], rules: [] }
+  if (blocked !== undefined) {
+    return { selected: acls.pointer, allowed: false, decidedBy: blocked.pointer, unknowable, failed: [], rules: [] }
+  }
   const parts = acls.policies.map((policy) => explain(policy, facts))
   const denying = parts.find((part) => !part.allowed)
   return {
@@ -154,7 +181,12 @@ export function explainSite(site: CompiledSite, hostHeader: string | undefined, 
     unknowable,
     // Allowed: the catch-all's one policy names the rule that allowed; a selected node names
     // itself, its ACLs having allowed together.
-    decidedBy: denying !== undefined ? denying.decidedBy : acls === site.catchAll ? (parts[0] as Explanation).decidedBy : acls.pointer,
+    decidedBy:
+      denying !== undefined
+        ? denying.decidedBy
+        : acls === site.catchAll
+          ? (parts[0] as Explanation).decidedBy
+          : acls.pointer,
     failed: [...new Set(parts.flatMap((part) => part.failed))],
     rules: parts.flatMap((part) => part.rules),
   }

@@ -53,7 +53,14 @@ export interface ApiOptions {
  * The routes anyone may call, as the router names them (method and pattern): probes and metrics,
  * which say nothing of the document. Every other route needs the token.
  */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['GET /healthz', 'HEAD /healthz', 'GET /readyz', 'HEAD /readyz', 'GET /metrics', 'HEAD /metrics'])
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
+  'GET /healthz',
+  'HEAD /healthz',
+  'GET /readyz',
+  'HEAD /readyz',
+  'GET /metrics',
+  'HEAD /metrics',
+])
 
 const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
 
@@ -74,9 +81,17 @@ const PUSH_RESULTS: ReadonlyMap<number, PushResult> = new Map([
 ])
 
 /** The API's own refusals. Anything else that fails a request is Fastify's to answer. */
-const REFUSALS = [UnauthorizedError, PreconditionFailedError, MetadataRefusedError, StorageUnavailableError, NoMetadataError, NotReadyError]
+const REFUSALS = [
+  UnauthorizedError,
+  PreconditionFailedError,
+  MetadataRefusedError,
+  StorageUnavailableError,
+  NoMetadataError,
+  NotReadyError,
+]
 
-const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: number } => REFUSALS.some((Refusal) => error instanceof Refusal)
+const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: number } =>
+  REFUSALS.some((Refusal) => error instanceof Refusal)
 
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, store } = options
@@ -103,7 +118,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   api.addContentTypeParser('application/cdni', { parseAs: 'string' }, (request, body, done) => {
     const ptype = /;\s*ptype\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] as string)?.[1]
     if (ptype?.toLowerCase() === 'mi.hostindex') done(null, body)
-    else done(new UnsupportedPayloadError(`application/cdni takes ptype=MI.HostIndex (the whole metadata tree), not ${ptype === undefined ? 'no ptype' : `ptype=${ptype}`}`), undefined)
+    else {
+      done(
+        new UnsupportedPayloadError(
+          `application/cdni takes ptype=MI.HostIndex (the whole metadata tree), not ${ptype === undefined ? 'no ptype' : `ptype=${ptype}`}`,
+        ),
+        undefined,
+      )
+    }
   })
 
   // Deny by default. The check sits on the root, so it runs for every route and for the 404
@@ -152,7 +174,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       return
     }
     // Request logging is off, which also silences Fastify's own error log: failures are logged here.
-    if (error.statusCode === undefined || error.statusCode >= 500) request.log.error({ err: error }, 'push API request failed')
+    if (error.statusCode === undefined || error.statusCode >= 500) {
+      request.log.error({ err: error }, 'push API request failed')
+    }
     // Sent on from here, the error goes to Fastify's own handler, which answers it as it would have.
     reply.send(error)
   })
@@ -169,14 +193,28 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const ifMatch = request.headers['if-match']
       const ifNoneMatch = request.headers['if-none-match']
       const current = live?.etag ?? null
-      if ((typeof ifMatch === 'string' && !listMatches(ifMatch, current)) || (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))) {
+      if (
+        (typeof ifMatch === 'string' && !listMatches(ifMatch, current)) ||
+        (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))
+      ) {
         throw new PreconditionFailedError(current ?? '(none)')
       }
       const text = request.body as string
       const prepared = await authz.prepare(text)
       if (!prepared.ok) throw new MetadataRefusedError(prepared.errors, prepared.warnings)
-      if (request.headers['content-type']?.toLowerCase().startsWith('application/cdni') && !namesHosts(prepared.compiled)) {
-        throw new MetadataRefusedError([{ pointer: '', message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")' }], [])
+      if (
+        request.headers['content-type']?.toLowerCase().startsWith('application/cdni') &&
+        !namesHosts(prepared.compiled)
+      ) {
+        throw new MetadataRefusedError(
+          [
+            {
+              pointer: '',
+              message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")',
+            },
+          ],
+          [],
+        )
       }
       const refusal = options.refuse?.(prepared.compiled) ?? null
       if (refusal !== null) throw new MetadataRefusedError([refusal], prepared.warnings)
@@ -190,7 +228,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       }
       const result = authz.commit(prepared, version)
       live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
-      request.log.info({ cdniAuthz: { version, etag: prepared.etag, summary: result.summary, warnings: result.warnings.length } }, 'cdni-authz: metadata accepted')
+      request.log.info(
+        { cdniAuthz: { version, etag: prepared.etag, summary: result.summary, warnings: result.warnings.length } },
+        'cdni-authz: metadata accepted',
+      )
       reply.header('etag', prepared.etag)
       return { version, etag: prepared.etag, warnings: result.warnings, summary: result.summary }
     }),

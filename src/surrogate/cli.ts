@@ -35,7 +35,9 @@ export interface Io {
 type Values = ReturnType<typeof parseArgs>['values']
 
 /** A command's flag. Its parseArgs option and its help line are both made from this, so no flag is taken undocumented, nor documented and refused. */
-type Flag = { flag: string; help: string } & ({ type: 'boolean' } | { type: 'string'; placeholder: string; multiple?: true })
+type Flag = { flag: string; help: string } & (
+  { type: 'boolean' } | { type: 'string'; placeholder: string; multiple?: true }
+)
 
 interface Command {
   /** The usage line, after "cdni-authz". */
@@ -51,8 +53,18 @@ interface Command {
 }
 
 const HELP: Flag = { flag: 'help', type: 'boolean', help: 'this text' }
-const COUNTRY_DB: Flag = { flag: 'country-db', type: 'string', placeholder: 'FILE', help: 'country database (.mmdb), "bundled" (default) or "none"' }
-const ASN_DB: Flag = { flag: 'asn-db', type: 'string', placeholder: 'FILE', help: 'AS-number database (.mmdb) or "none" (default)' }
+const COUNTRY_DB: Flag = {
+  flag: 'country-db',
+  type: 'string',
+  placeholder: 'FILE',
+  help: 'country database (.mmdb), "bundled" (default) or "none"',
+}
+const ASN_DB: Flag = {
+  flag: 'asn-db',
+  type: 'string',
+  placeholder: 'FILE',
+  help: 'AS-number database (.mmdb) or "none" (default)',
+}
 
 const SERVE: Command = {
   synopsis: 'serve [--config FILE] [options]',
@@ -63,7 +75,12 @@ variables, then flags.`,
   flags: [
     { flag: 'config', type: 'string', placeholder: 'FILE', help: 'JSON config file' },
     // Each setting is a flag, read by loadConfig under the setting's flag name.
-    ...SETTINGS.map((s): Flag => ({ flag: s.flag, type: 'string', placeholder: 'VALUE', help: `${s.help} (env ${s.env})` })),
+    ...SETTINGS.map((s): Flag => ({
+      flag: s.flag,
+      type: 'string',
+      placeholder: 'VALUE',
+      help: `${s.help} (env ${s.env})`,
+    })),
     HELP,
   ],
   notes: `Stops on SIGTERM or SIGINT after in-flight requests finish. SIGHUP re-reads the country and AS
@@ -76,7 +93,12 @@ const VALIDATE: Command = {
   summary: 'check metadata files: JSON syntax with line and column, every schema error by pointer',
   about: 'Checks each metadata file. Exit status 0 when all are valid, 1 otherwise.',
   flags: [
-    { flag: 'config', type: 'string', placeholder: 'FILE', help: "the surrogate's config, so that warnings know its gateways and databases" },
+    {
+      flag: 'config',
+      type: 'string',
+      placeholder: 'FILE',
+      help: "the surrogate's config, so that warnings know its gateways and databases",
+    },
     COUNTRY_DB,
     ASN_DB,
     { flag: 'json', type: 'boolean', help: 'print the reports as JSON' },
@@ -94,15 +116,45 @@ Exit status 0 when allowed, 1 when denied, 2 when the input is wrong.`,
     { flag: 'metadata', type: 'string', placeholder: 'FILE', help: 'the metadata document' },
     { flag: 'peer', type: 'string', placeholder: 'ADDRESS', help: 'the TCP peer address the surrogate would see' },
     { flag: 'xff', type: 'string', placeholder: 'LIST', help: 'X-Forwarded-For value' },
-    { flag: 'msisdn', type: 'string', placeholder: 'NUMBER', help: "MSISDN header value (sent in the gateway's first MSISDN header)" },
+    {
+      flag: 'msisdn',
+      type: 'string',
+      placeholder: 'NUMBER',
+      help: "MSISDN header value (sent in the gateway's first MSISDN header)",
+    },
     { flag: 'header', type: 'string', placeholder: '"NAME: VALUE"', multiple: true, help: 'any other request header' },
-    { flag: 'protocol', type: 'string', placeholder: 'http|https', help: 'https means TLS ended on the socket (default http)' },
+    {
+      flag: 'protocol',
+      type: 'string',
+      placeholder: 'http|https',
+      help: 'https means TLS ended on the socket (default http)',
+    },
     { flag: 'time', type: 'string', placeholder: 'ISO', help: 'the time of the request (default now)' },
-    { flag: 'host', type: 'string', placeholder: 'HOST', help: 'Host header, for RFC 8006 metadata (selects the HostMatch)' },
-    { flag: 'url', type: 'string', placeholder: 'PATH', help: 'request path and query, for RFC 8006 metadata (default /)' },
+    {
+      flag: 'host',
+      type: 'string',
+      placeholder: 'HOST',
+      help: 'Host header, for RFC 8006 metadata (selects the HostMatch)',
+    },
+    {
+      flag: 'url',
+      type: 'string',
+      placeholder: 'PATH',
+      help: 'request path and query, for RFC 8006 metadata (default /)',
+    },
     // From here to --asn-db, what loadConfig reads (see configFor): spelled as the settings' flags.
-    { flag: 'config', type: 'string', placeholder: 'FILE', help: "the surrogate's config, for its trusted proxies and gateways" },
-    { flag: 'trusted-proxies', type: 'string', placeholder: 'LIST', help: 'comma-separated CIDRs (overrides the config)' },
+    {
+      flag: 'config',
+      type: 'string',
+      placeholder: 'FILE',
+      help: "the surrogate's config, for its trusted proxies and gateways",
+    },
+    {
+      flag: 'trusted-proxies',
+      type: 'string',
+      placeholder: 'LIST',
+      help: 'comma-separated CIDRs (overrides the config)',
+    },
     { flag: 'gateways', type: 'string', placeholder: 'JSON', help: 'operator gateways (overrides the config)' },
     COUNTRY_DB,
     ASN_DB,
@@ -132,13 +184,21 @@ Run "cdni-authz <command> --help" for the options of a command.
 `
 
 function helpOf(command: Command): string {
-  const lines = columns(command.flags.map((f) => (f.type === 'string' ? [`--${f.flag} ${f.placeholder}`, f.multiple ? `${f.help} (repeatable)` : f.help] : [`--${f.flag}`, f.help])))
+  const lines = columns(
+    command.flags.map((f) =>
+      f.type === 'string'
+        ? [`--${f.flag} ${f.placeholder}`, f.multiple ? `${f.help} (repeatable)` : f.help]
+        : [`--${f.flag}`, f.help],
+    ),
+  )
   return `Usage: cdni-authz ${command.synopsis}\n\n${command.about}\n\nOptions:\n${lines}${command.notes === undefined ? '' : `\n${command.notes}\n`}`
 }
 
 function parse(argv: string[], flags: Flag[]): { values: Values; positionals: string[] } {
   const options: ParseArgsConfig['options'] = {}
-  for (const f of flags) options[f.flag] = f.type === 'string' && f.multiple ? { type: 'string', multiple: true } : { type: f.type }
+  for (const f of flags) {
+    options[f.flag] = f.type === 'string' && f.multiple ? { type: 'string', multiple: true } : { type: f.type }
+  }
   return parseArgs({ args: argv, options, allowPositionals: true, strict: true })
 }
 
@@ -161,7 +221,8 @@ async function serve(values: Values, io: Io): Promise<number> {
   io.onReload?.(() => {
     try {
       const { country, asn } = surrogate.content.cdniAuthz.reloadDatabases()
-      const name = (db: { path: string; type: string } | null): string => (db === null ? 'none' : `${db.path} (${db.type})`)
+      const name = (db: { path: string; type: string } | null): string =>
+        db === null ? 'none' : `${db.path} (${db.type})`
       io.stdout(`cdni-authz: databases reloaded: country ${name(country)}, AS ${name(asn)}\n`)
     } catch (err) {
       io.stderr(`cdni-authz: database reload failed, the databases in use stay: ${(err as Error).message}\n`)
@@ -179,7 +240,11 @@ function databasesOf(config: ServerConfig): GeoDatabases {
 }
 
 function contextFrom(config: ServerConfig, databases: GeoDatabases): LoadContext {
-  return { gatewaysConfigured: config.gateways.length > 0, ...geoContext(databases), enforcedElsewhere: config.enforcedElsewhere.map((type) => type.toLowerCase()) }
+  return {
+    gatewaysConfigured: config.gateways.length > 0,
+    ...geoContext(databases),
+    enforcedElsewhere: config.enforcedElsewhere.map((type) => type.toLowerCase()),
+  }
 }
 
 async function validate(values: Values, io: Io, positionals: string[]): Promise<number> {
@@ -195,7 +260,12 @@ async function validate(values: Values, io: Io, positionals: string[]): Promise<
     try {
       text = readFileSync(file, 'utf8')
     } catch (err) {
-      reports.push({ file, ok: false, errors: [{ pointer: '', message: `cannot read: ${(err as Error).message}` }], warnings: [] })
+      reports.push({
+        file,
+        ok: false,
+        errors: [{ pointer: '', message: `cannot read: ${(err as Error).message}` }],
+        warnings: [],
+      })
       continue
     }
     const parsed = parseMetadataText(text)
@@ -209,7 +279,9 @@ async function validate(values: Values, io: Io, positionals: string[]): Promise<
     io.stdout(`${JSON.stringify(reports, null, 2)}\n`)
   } else {
     for (const r of reports) {
-      io.stdout(`${r.file}: ${r.ok ? 'valid' : 'invalid'}${r.warnings.length ? ` (${r.warnings.length} warning${r.warnings.length > 1 ? 's' : ''})` : ''}\n`)
+      io.stdout(
+        `${r.file}: ${r.ok ? 'valid' : 'invalid'}${r.warnings.length ? ` (${r.warnings.length} warning${r.warnings.length > 1 ? 's' : ''})` : ''}\n`,
+      )
       io.stdout(formatProblems('error', r.errors) + formatProblems('warning', r.warnings))
     }
   }
@@ -223,8 +295,13 @@ function describeExplanation(explanation: Explanation): string {
     for (const clause of rule.clauses) {
       lines.push(`  ${clause.kind} ${clause.pointer}: ${clause.matched ? 'matches' : 'no match'}`)
       for (const region of clause.regions ?? []) {
-        const where = region.pointers.length > 1 ? `${region.pointers[0]} and ${region.pointers.length - 1} more` : region.pointers[0]
-        const fields = Object.entries(region.fields).map(([f, ok]) => `${f} ${ok ? 'yes' : 'no'}`).join(', ')
+        const where =
+          region.pointers.length > 1
+            ? `${region.pointers[0]} and ${region.pointers.length - 1} more`
+            : region.pointers[0]
+        const fields = Object.entries(region.fields)
+          .map(([f, ok]) => `${f} ${ok ? 'yes' : 'no'}`)
+          .join(', ')
         lines.push(`    region ${where}: ${region.matched ? 'matches' : 'no match'} (${fields})`)
       }
     }
@@ -237,8 +314,12 @@ async function check(values: Values, io: Io): Promise<number> {
     io.stderr(`cdni-authz check: ${message}\n\n${helpOf(CHECK)}`)
     return 2
   }
-  if (typeof values.metadata !== 'string' || typeof values.peer !== 'string') return usage('--metadata and --peer are required')
-  if (values.protocol !== undefined && values.protocol !== 'http' && values.protocol !== 'https') return usage('--protocol must be http or https')
+  if (typeof values.metadata !== 'string' || typeof values.peer !== 'string') {
+    return usage('--metadata and --peer are required')
+  }
+  if (values.protocol !== undefined && values.protocol !== 'http' && values.protocol !== 'https') {
+    return usage('--protocol must be http or https')
+  }
   const now = values.time === undefined ? Date.now() : parseTimestamp(values.time as string)
   if (Number.isNaN(now)) return usage('--time must be an RFC 3339 date-time such as 2026-06-01T12:00:00Z')
   const config = configFor(io, values, 'check')
@@ -264,11 +345,18 @@ async function check(values: Values, io: Io): Promise<number> {
     lines.push(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
   }
   if (typeof values.xff === 'string') lines.push('x-forwarded-for', values.xff)
-  if (typeof values.msisdn === 'string') lines.push(config.gateways[0]?.msisdnHeaders?.[0] ?? 'x-up-calling-line-id', values.msisdn)
+  if (typeof values.msisdn === 'string') {
+    lines.push(config.gateways[0]?.msisdnHeaders?.[0] ?? 'x-up-calling-line-id', values.msisdn)
+  }
   const facts = createClientFacts()
   extractClientFacts(trust, values.peer, values.protocol === 'https', lines, now, facts)
   fillGeoFacts(databases, facts, true, true)
-  const explanation = explainSite(prepared.compiled, values.host as string | undefined, (values.url as string | undefined) ?? '/', facts)
+  const explanation = explainSite(
+    prepared.compiled,
+    values.host as string | undefined,
+    (values.url as string | undefined) ?? '/',
+    facts,
+  )
   const factLine = {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),
     via: gatewayName(trust, facts.gateway) ?? 'direct',
@@ -287,15 +375,20 @@ async function check(values: Values, io: Io): Promise<number> {
     const noHost = 'selected' in explanation && explanation.selected === null
     const url = (values.url as string | undefined) ?? '/'
     const badTarget = noHost && canonicalPath(url, values.host as string | undefined) === null
-    const why = explanation.unknowable.length > 0
-      ? `unknowable: ${explanation.unknowable.join(', ')} (there, but not to be believed; denied before any rule)`
-      : badTarget
-        ? `request target ${JSON.stringify(url)} refused (bad-request-target)`
-        : noHost
-          ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}`
-          : explanation.decidedBy !== null ? `decided by ${explanation.decidedBy}` : `no rule matched (failed: ${explanation.failed.join(', ')})`
+    const why =
+      explanation.unknowable.length > 0
+        ? `unknowable: ${explanation.unknowable.join(', ')} (there, but not to be believed; denied before any rule)`
+        : badTarget
+          ? `request target ${JSON.stringify(url)} refused (bad-request-target)`
+          : noHost
+            ? `no HostMatch for host ${JSON.stringify(values.host ?? null)}`
+            : explanation.decidedBy !== null
+              ? `decided by ${explanation.decidedBy}`
+              : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
-    io.stdout(`facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`)
+    io.stdout(
+      `facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`,
+    )
     io.stdout(`${describeExplanation(explanation)}\n`)
   }
   return explanation.allowed ? 0 : 1
@@ -323,7 +416,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     const error = err as Error & { code?: string }
     io.stderr(`cdni-authz ${name}: ${error.message}\n`)
-    return error instanceof ConfigError || error instanceof InvalidOptionError || error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1
+    return error instanceof ConfigError ||
+      error instanceof InvalidOptionError ||
+      error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
+      ? 2
+      : 1
   }
 }
 

@@ -39,7 +39,10 @@ export interface ServerConfig {
 }
 
 /** The plugin's `countryDb` / `asnDb` options for the surrogate's settings. */
-export function databaseOptions(config: Pick<ServerConfig, 'countryDb' | 'asnDb'>): { countryDb: string | false | undefined; asnDb: string | false } {
+export function databaseOptions(config: Pick<ServerConfig, 'countryDb' | 'asnDb'>): {
+  countryDb: string | false | undefined
+  asnDb: string | false
+} {
   return {
     countryDb: config.countryDb === 'bundled' ? undefined : config.countryDb === 'none' ? false : config.countryDb,
     asnDb: config.asnDb === 'none' ? false : config.asnDb,
@@ -50,7 +53,19 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-type Kind = 'string' | 'path' | 'database' | 'port' | 'size' | 'millis' | 'list' | 'gateways' | 'url' | 'level' | 'msisdnLog' | 'choice'
+type Kind =
+  | 'string'
+  | 'path'
+  | 'database'
+  | 'port'
+  | 'size'
+  | 'millis'
+  | 'list'
+  | 'gateways'
+  | 'url'
+  | 'level'
+  | 'msisdnLog'
+  | 'choice'
 
 interface Setting {
   key: keyof ServerConfig
@@ -66,26 +81,112 @@ interface Setting {
 export const SETTINGS: Setting[] = [
   { key: 'host', flag: 'host', env: 'CDNI_HOST', kind: 'string', help: 'content listen address' },
   { key: 'port', flag: 'port', env: 'CDNI_PORT', kind: 'port', help: 'content listen port' },
-  { key: 'tlsCert', flag: 'tls-cert', env: 'CDNI_TLS_CERT', kind: 'path', help: 'TLS certificate file (PEM); with tlsKey, content and push API speak HTTPS' },
+  {
+    key: 'tlsCert',
+    flag: 'tls-cert',
+    env: 'CDNI_TLS_CERT',
+    kind: 'path',
+    help: 'TLS certificate file (PEM); with tlsKey, content and push API speak HTTPS',
+  },
   { key: 'tlsKey', flag: 'tls-key', env: 'CDNI_TLS_KEY', kind: 'path', help: 'TLS private key file (PEM)' },
-  { key: 'metadata', flag: 'metadata', env: 'CDNI_METADATA', kind: 'path', help: 'metadata loaded at start when the state directory holds none' },
+  {
+    key: 'metadata',
+    flag: 'metadata',
+    env: 'CDNI_METADATA',
+    kind: 'path',
+    help: 'metadata loaded at start when the state directory holds none',
+  },
   { key: 'stateDir', flag: 'state-dir', env: 'CDNI_STATE_DIR', kind: 'path', help: 'where accepted metadata is kept' },
   { key: 'root', flag: 'root', env: 'CDNI_ROOT', kind: 'path', help: 'folder of content to serve' },
-  { key: 'rootLayout', flag: 'root-layout', env: 'CDNI_ROOT_LAYOUT', kind: 'choice', choices: ['single', 'per-host'], help: 'single: root is one site (metadata may name one host); per-host: root/<host>/ for each host' },
-  { key: 'origin', flag: 'origin', env: 'CDNI_ORIGIN', kind: 'url', help: 'origin or cache to proxy to, instead of a folder' },
-  { key: 'originHost', flag: 'origin-host', env: 'CDNI_ORIGIN_HOST', kind: 'choice', choices: ['forward', 'origin'], help: "Host header to the origin: forward the client's, or origin (the origin URL's; metadata may name one host)" },
-  { key: 'trustedProxies', flag: 'trusted-proxies', env: 'CDNI_TRUSTED_PROXIES', kind: 'list', help: 'comma-separated CIDRs of our own load balancers' },
+  {
+    key: 'rootLayout',
+    flag: 'root-layout',
+    env: 'CDNI_ROOT_LAYOUT',
+    kind: 'choice',
+    choices: ['single', 'per-host'],
+    help: 'single: root is one site (metadata may name one host); per-host: root/<host>/ for each host',
+  },
+  {
+    key: 'origin',
+    flag: 'origin',
+    env: 'CDNI_ORIGIN',
+    kind: 'url',
+    help: 'origin or cache to proxy to, instead of a folder',
+  },
+  {
+    key: 'originHost',
+    flag: 'origin-host',
+    env: 'CDNI_ORIGIN_HOST',
+    kind: 'choice',
+    choices: ['forward', 'origin'],
+    help: "Host header to the origin: forward the client's, or origin (the origin URL's; metadata may name one host)",
+  },
+  {
+    key: 'trustedProxies',
+    flag: 'trusted-proxies',
+    env: 'CDNI_TRUSTED_PROXIES',
+    kind: 'list',
+    help: 'comma-separated CIDRs of our own load balancers',
+  },
   { key: 'gateways', flag: 'gateways', env: 'CDNI_GATEWAYS', kind: 'gateways', help: 'operator gateways, as JSON' },
-  { key: 'enforcedElsewhere', flag: 'enforced-elsewhere', env: 'CDNI_ENFORCED_ELSEWHERE', kind: 'list', help: 'comma-separated RFC 8006 metadata types enforced behind us (not denied as unenforceable)' },
-  { key: 'countryDb', flag: 'country-db', env: 'CDNI_COUNTRY_DB', kind: 'database', help: 'country database (.mmdb): a path, "bundled" (IPtoASN country data, PDDL) or "none"' },
-  { key: 'asnDb', flag: 'asn-db', env: 'CDNI_ASN_DB', kind: 'database', help: 'AS-number database (.mmdb): a path or "none"' },
+  {
+    key: 'enforcedElsewhere',
+    flag: 'enforced-elsewhere',
+    env: 'CDNI_ENFORCED_ELSEWHERE',
+    kind: 'list',
+    help: 'comma-separated RFC 8006 metadata types enforced behind us (not denied as unenforceable)',
+  },
+  {
+    key: 'countryDb',
+    flag: 'country-db',
+    env: 'CDNI_COUNTRY_DB',
+    kind: 'database',
+    help: 'country database (.mmdb): a path, "bundled" (IPtoASN country data, PDDL) or "none"',
+  },
+  {
+    key: 'asnDb',
+    flag: 'asn-db',
+    env: 'CDNI_ASN_DB',
+    kind: 'database',
+    help: 'AS-number database (.mmdb): a path or "none"',
+  },
   { key: 'apiHost', flag: 'api-host', env: 'CDNI_API_HOST', kind: 'string', help: 'push API listen address' },
   { key: 'apiPort', flag: 'api-port', env: 'CDNI_API_PORT', kind: 'port', help: 'push API listen port' },
-  { key: 'apiToken', flag: 'api-token-file', env: 'CDNI_API_TOKEN', kind: 'string', help: 'bearer token of the push API (the flag names a file holding it)' },
-  { key: 'bodyLimit', flag: 'body-limit', env: 'CDNI_BODY_LIMIT', kind: 'size', help: 'largest metadata push, in bytes' },
-  { key: 'requestTimeout', flag: 'request-timeout', env: 'CDNI_REQUEST_TIMEOUT', kind: 'millis', help: 'longest a client may take to send a whole request, in milliseconds (both listeners)' },
-  { key: 'logLevel', flag: 'log-level', env: 'CDNI_LOG_LEVEL', kind: 'level', help: 'fatal, error, warn, info, debug, trace or silent' },
-  { key: 'logMsisdn', flag: 'log-msisdn', env: 'CDNI_LOG_MSISDN', kind: 'msisdnLog', help: 'off, masked or full: MSISDNs in deny lines' },
+  {
+    key: 'apiToken',
+    flag: 'api-token-file',
+    env: 'CDNI_API_TOKEN',
+    kind: 'string',
+    help: 'bearer token of the push API (the flag names a file holding it)',
+  },
+  {
+    key: 'bodyLimit',
+    flag: 'body-limit',
+    env: 'CDNI_BODY_LIMIT',
+    kind: 'size',
+    help: 'largest metadata push, in bytes',
+  },
+  {
+    key: 'requestTimeout',
+    flag: 'request-timeout',
+    env: 'CDNI_REQUEST_TIMEOUT',
+    kind: 'millis',
+    help: 'longest a client may take to send a whole request, in milliseconds (both listeners)',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'CDNI_LOG_LEVEL',
+    kind: 'level',
+    help: 'fatal, error, warn, info, debug, trace or silent',
+  },
+  {
+    key: 'logMsisdn',
+    flag: 'log-msisdn',
+    env: 'CDNI_LOG_MSISDN',
+    kind: 'msisdnLog',
+    help: 'off, masked or full: MSISDNs in deny lines',
+  },
 ]
 
 export const DEFAULTS: ServerConfig = {
@@ -147,16 +248,26 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
     }
     case 'size': {
       const n = wholeNumber(raw, from)
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1024) fail('must be a whole number of bytes, at least 1024')
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1024) {
+        fail('must be a whole number of bytes, at least 1024')
+      }
       return n
     }
     case 'millis': {
       const n = wholeNumber(raw, from)
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 100 || n > 3_600_000) fail('must be a whole number of milliseconds, 100–3600000')
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 100 || n > 3_600_000) {
+        fail('must be a whole number of milliseconds, 100–3600000')
+      }
       return n
     }
     case 'list': {
-      const list = from === 'text' && typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw
+      const list =
+        from === 'text' && typeof raw === 'string'
+          ? raw
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : raw
       if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) fail('must be a list of strings')
       return list
     }
@@ -179,7 +290,9 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
       } catch {
         fail('must be an http:// or https:// URL')
       }
-      if (typeof raw !== 'string' || (url?.protocol !== 'http:' && url?.protocol !== 'https:')) fail('must be an http:// or https:// URL')
+      if (typeof raw !== 'string' || (url?.protocol !== 'http:' && url?.protocol !== 'https:')) {
+        fail('must be an http:// or https:// URL')
+      }
       return raw
     }
     case 'level':
@@ -213,7 +326,10 @@ function checkPluginSettings(config: ServerConfig): void {
     check(describe(SETTINGS.find((s) => s.key === key) as Setting), { [key]: config[key] })
   }
   // Each list is sound alone; together, a gateway may still overlap one of our proxies.
-  check('settings "trustedProxies" and "gateways"', { trustedProxies: config.trustedProxies, gateways: config.gateways })
+  check('settings "trustedProxies" and "gateways"', {
+    trustedProxies: config.trustedProxies,
+    gateways: config.gateways,
+  })
 }
 
 export interface ConfigSources {
@@ -244,7 +360,11 @@ export function loadConfig(sources: ConfigSources, purpose: 'serve' | 'check' = 
     }
     for (const [key, value] of Object.entries(parsed)) {
       const setting = SETTINGS.find((s) => s.key === key)
-      if (!setting) throw new ConfigError(`config file ${sources.file}: unknown setting "${key}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`)
+      if (!setting) {
+        throw new ConfigError(
+          `config file ${sources.file}: unknown setting "${key}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`,
+        )
+      }
       config[key] = convert(setting, value, 'file', dirname(sources.file))
     }
   }

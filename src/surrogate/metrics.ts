@@ -7,7 +7,14 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from '../plugin/plugin.js'
 
 /** How a push ended: the `result` label of cdni_authz_push_total. */
-export type PushResult = 'accepted' | 'invalid' | 'unauthorized' | 'precondition_failed' | 'too_large' | 'unsupported_media_type' | 'storage_error'
+export type PushResult =
+  | 'accepted'
+  | 'invalid'
+  | 'unauthorized'
+  | 'precondition_failed'
+  | 'too_large'
+  | 'unsupported_media_type'
+  | 'storage_error'
 
 export interface ApiMetrics {
   /** The media type of `text()`. */
@@ -18,10 +25,18 @@ export interface ApiMetrics {
 }
 
 /** `compileSeconds` is the live policy's, or 0 while there is none. */
-export function createMetrics(authz: Pick<CdniAuthz, 'counts' | 'version' | 'summary'>, compileSeconds: () => number): ApiMetrics {
+export function createMetrics(
+  authz: Pick<CdniAuthz, 'counts' | 'version' | 'summary'>,
+  compileSeconds: () => number,
+): ApiMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const pushes = new Counter({ name: 'cdni_authz_push_total', help: 'Metadata pushes by result', labelNames: ['result'], registers: [registry] })
+  const pushes = new Counter({
+    name: 'cdni_authz_push_total',
+    help: 'Metadata pushes by result',
+    labelNames: ['result'],
+    registers: [registry],
+  })
   new Counter({
     name: 'cdni_authz_decisions_total',
     help: 'Authorization decisions by outcome and reason',

@@ -8,7 +8,14 @@ import { readFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { IncomingHttpHeaders } from 'node:http'
-import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type RawServerBase, type RouteGenericInterface } from 'fastify'
+import {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  type RawServerBase,
+  type RouteGenericInterface,
+} from 'fastify'
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
 import { buildApi, type LiveDocument } from './api.js'
@@ -45,9 +52,14 @@ export interface SurrogateOptions {
 
 export async function createSurrogate(config: ServerConfig, options: SurrogateOptions = {}): Promise<Surrogate> {
   if (config.apiToken === null) {
-    throw new ConfigError('the push API needs a bearer token (config "apiToken", env CDNI_API_TOKEN, or --api-token-file); refusing to run it open')
+    throw new ConfigError(
+      'the push API needs a bearer token (config "apiToken", env CDNI_API_TOKEN, or --api-token-file); refusing to run it open',
+    )
   }
-  const https = config.tlsCert !== null && config.tlsKey !== null ? { cert: readPem(config.tlsCert, 'tlsCert'), key: readPem(config.tlsKey, 'tlsKey') } : null
+  const https =
+    config.tlsCert !== null && config.tlsKey !== null
+      ? { cert: readPem(config.tlsCert, 'tlsCert'), key: readPem(config.tlsKey, 'tlsKey') }
+      : null
   const content = timedFastify(
     {
       // Per-request lines would log every client address; the plugin logs one line per denial.
@@ -84,11 +96,18 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
   if (config.origin !== null) {
     // @fastify/reply-from sends the origin's own Host by default; an origin serving by Host would
     // then answer for a host other than the one whose HostMatch allowed the request.
-    const forward = (request: FastifyRequest<RouteGenericInterface, RawServerBase>, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
+    const forward = (
+      request: FastifyRequest<RouteGenericInterface, RawServerBase>,
+      headers: IncomingHttpHeaders,
+    ): IncomingHttpHeaders => {
       const host = hostOf(request)
       return host === undefined ? headers : { ...headers, host }
     }
-    await content.register(fastifyHttpProxy, { upstream: config.origin, prefix: '/', ...(config.originHost === 'forward' ? { replyOptions: { rewriteRequestHeaders: forward } } : {}) })
+    await content.register(fastifyHttpProxy, {
+      upstream: config.origin,
+      prefix: '/',
+      ...(config.originHost === 'forward' ? { replyOptions: { rewriteRequestHeaders: forward } } : {}),
+    })
   } else if (config.rootLayout === 'per-host') {
     await content.register(fastifyStatic, { root, serve: false, index: false })
     content.route({
@@ -125,23 +144,43 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
   const stored = await store.read()
   let live: LiveDocument | null = null
   const source = stored !== null ? `state file ${store.dir}/metadata.json` : config.metadata
-  const text = stored !== null ? stored.text : config.metadata !== null ? await readFile(config.metadata, 'utf8').catch((err: Error) => {
-    throw new StateError(`cannot read metadata file ${config.metadata}: ${err.message}`)
-  }) : null
+  const text =
+    stored !== null
+      ? stored.text
+      : config.metadata !== null
+        ? await readFile(config.metadata, 'utf8').catch((err: Error) => {
+            throw new StateError(`cannot read metadata file ${config.metadata}: ${err.message}`)
+          })
+        : null
   if (text !== null) {
     const prepared = await content.cdniAuthz.prepare(text)
     const first = prepared.ok ? refuse(prepared.compiled) : (prepared.errors[0] as Problem)
     if (!prepared.ok || first !== null) {
-      throw new StateError(`${source} is not valid metadata (${first?.pointer || '(document)'} ${first?.message}); refusing to start without the policy it should hold`)
+      throw new StateError(
+        `${source} is not valid metadata (${first?.pointer || '(document)'} ${first?.message}); refusing to start without the policy it should hold`,
+      )
     }
     content.cdniAuthz.commit(prepared, stored?.version ?? 1)
     live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
-    content.log.info({ cdniAuthz: { source, version: content.cdniAuthz.version, summary: prepared.compiled.summary } }, 'cdni-authz: policy loaded')
+    content.log.info(
+      { cdniAuthz: { source, version: content.cdniAuthz.version, summary: prepared.compiled.summary } },
+      'cdni-authz: policy loaded',
+    )
   } else {
     content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
   }
 
-  const api = buildApi({ authz: content.cdniAuthz, store, token: config.apiToken, bodyLimit: config.bodyLimit, requestTimeout: config.requestTimeout, logger: content.log, live, https, refuse })
+  const api = buildApi({
+    authz: content.cdniAuthz,
+    store,
+    token: config.apiToken,
+    bodyLimit: config.bodyLimit,
+    requestTimeout: config.requestTimeout,
+    logger: content.log,
+    live,
+    https,
+    refuse,
+  })
   return {
     content,
     api,

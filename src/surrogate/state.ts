@@ -126,7 +126,11 @@ export class StateStore {
   /** Stores a document durably before it is acknowledged; throws (changing nothing read back) if it cannot. */
   async write(text: string, version: number): Promise<void> {
     await makeDirectory(this.dir)
-    await writeAtomically(this.dir, STATE_FILE, JSON.stringify({ version, sha256: sha256(text), storedAt: new Date().toISOString() }))
+    await writeAtomically(
+      this.dir,
+      STATE_FILE,
+      JSON.stringify({ version, sha256: sha256(text), storedAt: new Date().toISOString() }),
+    )
     await writeAtomically(this.dir, DOCUMENT_FILE, text)
   }
 }

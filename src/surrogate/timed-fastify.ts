@@ -4,7 +4,12 @@
  */
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import Fastify, { type FastifyInstance, type FastifyHttpsOptions, type FastifyServerFactory, type FastifyServerOptions } from 'fastify'
+import Fastify, {
+  type FastifyInstance,
+  type FastifyHttpsOptions,
+  type FastifyServerFactory,
+  type FastifyServerOptions,
+} from 'fastify'
 
 /** TLS material for a listener. */
 export type Tls = { cert: Buffer; key: Buffer }
@@ -18,7 +23,10 @@ export type Tls = { cert: Buffer; key: Buffer }
  */
 export function timedFastify(options: FastifyServerOptions, tls: Tls | null, requestTimeout: number): FastifyInstance {
   const settings = { requestTimeout, connectionsCheckingInterval: Math.min(1000, Math.ceil(requestTimeout / 2)) }
-  const serverFactory: FastifyServerFactory = (handler) => (tls ? createHttpsServer({ ...tls, ...settings }, handler) : createHttpServer(settings, handler))
+  const serverFactory: FastifyServerFactory = (handler) =>
+    tls ? createHttpsServer({ ...tls, ...settings }, handler) : createHttpServer(settings, handler)
   // With TLS, `https` still goes to Fastify: it is what makes listen() answer https:// addresses.
-  return (tls ? Fastify({ ...options, serverFactory, https: tls } as unknown as FastifyHttpsOptions<HttpsServer>) : Fastify({ ...options, serverFactory })) as unknown as FastifyInstance
+  return (tls
+    ? Fastify({ ...options, serverFactory, https: tls } as unknown as FastifyHttpsOptions<HttpsServer>)
+    : Fastify({ ...options, serverFactory })) as unknown as FastifyInstance
 }

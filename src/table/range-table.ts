@@ -143,7 +143,7 @@ export class RangeTableBuilder {
     const K = this.keyWords
     for (let w = 0; w < K; w++) {
       const bits = Math.min(32, Math.max(0, length - 32 * w))
-      const hostMask = bits === 32 ? 0 : (0xffffffff >>> bits)
+      const hostMask = bits === 32 ? 0 : 0xffffffff >>> bits
       this.network[w] = words[offset + w] as number
       this.last[w] = ((words[offset + w] as number) | hostMask) >>> 0
     }

@@ -4,7 +4,13 @@ import { buildMmdb } from './mmdb.js'
 /** A GeoIP2-City-shaped database: country objects, subdivisions, a registered_country. */
 export const CITY = buildMmdb(
   [
-    ['81.2.69.0/24', { country: { iso_code: 'GB', names: { en: 'United Kingdom' } }, subdivisions: [{ iso_code: 'ENG' }, { iso_code: 'WSM' }] }],
+    [
+      '81.2.69.0/24',
+      {
+        country: { iso_code: 'GB', names: { en: 'United Kingdom' } },
+        subdivisions: [{ iso_code: 'ENG' }, { iso_code: 'WSM' }],
+      },
+    ],
     ['81.2.69.160/27', { country: { iso_code: 'GB' }, subdivisions: [{ iso_code: 'ENG' }, { iso_code: 'KEN' }] }],
     ['216.160.83.56/29', { country: { iso_code: 'US' }, subdivisions: [{ iso_code: 'WA' }] }],
     ['2001:480::/32', { country: { iso_code: 'US' }, subdivisions: [{ iso_code: 'CA' }] }],

@@ -94,7 +94,9 @@ export function buildMmdb(networks: [cidr: string, record: MmdbValue][], options
     return offset
   }
   const root: Node = { children: [null, null], id: 0 }
-  const sorted = networks.map(([cidr, record]) => ({ ...networkBits(cidr, ipVersion), record })).sort((a, b) => a.length - b.length)
+  const sorted = networks
+    .map(([cidr, record]) => ({ ...networkBits(cidr, ipVersion), record }))
+    .sort((a, b) => a.length - b.length)
   for (const { bits, length, record } of sorted) {
     const leaf = { data: dataOffset(record) }
     let node = root
@@ -114,7 +116,7 @@ export function buildMmdb(networks: [cidr: string, record: MmdbValue][], options
   }
   // Number the nodes breadth first; the root is node 0.
   const nodes: Node[] = []
-  for (const queue = [root]; queue.length > 0; ) {
+  for (const queue = [root]; queue.length > 0;) {
     const node = queue.shift() as Node
     node.id = nodes.length
     nodes.push(node)
@@ -122,7 +124,8 @@ export function buildMmdb(networks: [cidr: string, record: MmdbValue][], options
   }
   const nodeCount = nodes.length
   const tree = Buffer.alloc(nodeCount * 6)
-  const recordValue = (child: Child): number => (child === null ? nodeCount : 'children' in child ? child.id : nodeCount + 16 + child.data)
+  const recordValue = (child: Child): number =>
+    child === null ? nodeCount : 'children' in child ? child.id : nodeCount + 16 + child.data
   nodes.forEach((node, n) => {
     tree.writeUIntBE(recordValue(node.children[0]), n * 6, 3)
     tree.writeUIntBE(recordValue(node.children[1]), n * 6 + 3, 3)

@@ -75,8 +75,12 @@ const CLI = new URL('../../dist/surrogate/cli.js', import.meta.url).pathname
 /** The build must be newer than every source file, or the process would run yesterday's code. */
 function assertBuilt(): void {
   const built = statSync(CLI, { throwIfNoEntry: false })?.mtimeMs ?? 0
-  const stale = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((name) => statSync(SRC + name).mtimeMs > built)
-  if (built === 0 || stale.length > 0) throw new Error(`dist/ is missing or older than src/${stale[0] ?? ''}: run \`npm run build\` (npm test does)`)
+  const stale = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter(
+    (name) => statSync(SRC + name).mtimeMs > built,
+  )
+  if (built === 0 || stale.length > 0) {
+    throw new Error(`dist/ is missing or older than src/${stale[0] ?? ''}: run \`npm run build\` (npm test does)`)
+  }
 }
 
 /**
@@ -84,7 +88,10 @@ function assertBuilt(): void {
  * both listeners are up. `fileSizeLimitKb` runs it under `ulimit -f`: the kernel then refuses
  * (EFBIG) any write that would grow a file past the limit, as a full disk or a quota does.
  */
-export async function spawnServer(args: string[], options: { fileSizeLimitKb?: number; memoryProbe?: boolean } = {}): Promise<ServerProcess> {
+export async function spawnServer(
+  args: string[],
+  options: { fileSizeLimitKb?: number; memoryProbe?: boolean } = {},
+): Promise<ServerProcess> {
   assertBuilt()
   // tap puts its hooks into every spawn's NODE_OPTIONS; they trap signals (SIGXFSZ among them,
   // which plain Node ignores) and record coverage of dist/. The server runs without them.
@@ -94,16 +101,38 @@ export async function spawnServer(args: string[], options: { fileSizeLimitKb?: n
   const { root, stateDir } = workspace()
   const named = args.indexOf('--state-dir')
   const state = named < 0 ? stateDir : (args[named + 1] as string)
-  const probe = options.memoryProbe ? ['--expose-gc', '--import', `data:text/javascript,${encodeURIComponent(MEMORY_PROBE)}`] : []
-  const argv = [...probe, CLI, 'serve', '--port', '0', '--api-port', '0', '--log-level', 'error', '--root', root, ...(named < 0 ? ['--state-dir', stateDir] : []), ...args]
-  const child = spawn('bash', ['-c', `${limit}unset NODE_OPTIONS NODE_V8_COVERAGE && exec "$@"`, process.execPath, process.execPath, ...argv], {
-    env: { ...process.env, CDNI_API_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const probe = options.memoryProbe
+    ? ['--expose-gc', '--import', `data:text/javascript,${encodeURIComponent(MEMORY_PROBE)}`]
+    : []
+  const argv = [
+    ...probe,
+    CLI,
+    'serve',
+    '--port',
+    '0',
+    '--api-port',
+    '0',
+    '--log-level',
+    'error',
+    '--root',
+    root,
+    ...(named < 0 ? ['--state-dir', stateDir] : []),
+    ...args,
+  ]
+  const child = spawn(
+    'bash',
+    ['-c', `${limit}unset NODE_OPTIONS NODE_V8_COVERAGE && exec "$@"`, process.execPath, process.execPath, ...argv],
+    {
+      env: { ...process.env, CDNI_API_TOKEN: TOKEN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let out = ''
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
   child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  )
   let gone = false
   void exited.then(() => (gone = true))
   const deadline = Date.now() + 30_000

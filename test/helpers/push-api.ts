@@ -14,7 +14,10 @@ export const OPEN = JSON.stringify({ deliveryCriteria: [{ protocol: ['http', 'ht
 
 /** Every file of the state directory and its bytes: any write shows. */
 export function snapshot(dir: string): string {
-  return readdirSync(dir).sort().map((name) => `${name}\n${readFileSync(join(dir, name), 'utf8')}`).join('\n---\n')
+  return readdirSync(dir)
+    .sort()
+    .map((name) => `${name}\n${readFileSync(join(dir, name), 'utf8')}`)
+    .join('\n---\n')
 }
 
 export const is2xxOr3xx = (status: number): boolean => status >= 200 && status < 400
@@ -33,9 +36,24 @@ export async function api(t: Test): Promise<Api> {
   t.teardown(() => s.surrogate.close())
   t.equal((await s.push(LIVE)).status, 200, 'the document is live')
   const port = Number(new URL(s.apiUrl).port)
-  return { ...s, stateDir: cfg.stateDir, send: (request) => rawRequest(port, request), version: () => s.surrogate.content.cdniAuthz.version }
+  return {
+    ...s,
+    stateDir: cfg.stateDir,
+    send: (request) => rawRequest(port, request),
+    version: () => s.surrogate.content.cdniAuthz.version,
+  }
 }
 
 /** `method target` carrying OPEN as a JSON body, without a token. */
-export const anonymous = (method: string, target: string): RawRequest => ({ method, target, headers: { 'Content-Type': 'application/json' }, body: OPEN })
-export const withToken = (method: string, target: string, body = ''): RawRequest => ({ method, target, headers: { 'Content-Type': 'application/json', Authorization: AUTH.authorization }, body })
+export const anonymous = (method: string, target: string): RawRequest => ({
+  method,
+  target,
+  headers: { 'Content-Type': 'application/json' },
+  body: OPEN,
+})
+export const withToken = (method: string, target: string, body = ''): RawRequest => ({
+  method,
+  target,
+  headers: { 'Content-Type': 'application/json', Authorization: AUTH.authorization },
+  body,
+})

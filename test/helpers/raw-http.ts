@@ -22,7 +22,12 @@ export interface RawRequest {
 /** Sends one HTTP/1.1 request (Connection: close) to 127.0.0.1:`port` and reads the answer to the end. */
 export function rawRequest(port: number, request: RawRequest): Promise<RawAnswer> {
   const body = request.body ?? ''
-  const lines = [`${request.method} ${request.target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`]
+  const lines = [
+    `${request.method} ${request.target} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    'Connection: close',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+  ]
   for (const [name, value] of Object.entries(request.headers ?? {})) lines.push(`${name}: ${value}`)
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
@@ -45,5 +50,9 @@ function parse(text: string): RawAnswer {
     const colon = field.indexOf(':')
     headers[field.slice(0, colon).trim().toLowerCase()] = field.slice(colon + 1).trim()
   }
-  return { status: Number(/^HTTP\/1\.[01] (\d{3}) /.exec(statusLine)?.[1] ?? 0), headers, body: split === -1 ? '' : text.slice(split + 4) }
+  return {
+    status: Number(/^HTTP\/1\.[01] (\d{3}) /.exec(statusLine)?.[1] ?? 0),
+    headers,
+    body: split === -1 ? '' : text.slice(split + 4),
+  }
 }

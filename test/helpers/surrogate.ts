@@ -52,7 +52,9 @@ export function client(contentUrl: string, apiUrl: string): Client {
     contentUrl,
     apiUrl,
     fetchAs: (source, headers = {}) =>
-      fetch(`${contentUrl}/hello.txt`, { headers: { 'x-forwarded-for': source, 'x-forwarded-proto': 'http', ...headers } }).then(async (r) => {
+      fetch(`${contentUrl}/hello.txt`, {
+        headers: { 'x-forwarded-for': source, 'x-forwarded-proto': 'http', ...headers },
+      }).then(async (r) => {
         await r.arrayBuffer()
         return r.status
       }),

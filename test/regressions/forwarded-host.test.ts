@@ -8,7 +8,14 @@ import cdniAuthz from '../../src/index.js'
 t.test('X-Forwarded-Host and Forwarded: host= never choose the HostMatch', async (t) => {
   const deny = { 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [] } }
   const app = Fastify({ trustProxy: true })
-  await app.register(cdniAuthz, { metadata: { hosts: [{ host: 'video.example.com', 'host-metadata': { metadata: [deny] } }, { host: 'free.example.com', 'host-metadata': { metadata: [] } }] } })
+  await app.register(cdniAuthz, {
+    metadata: {
+      hosts: [
+        { host: 'video.example.com', 'host-metadata': { metadata: [deny] } },
+        { host: 'free.example.com', 'host-metadata': { metadata: [] } },
+      ],
+    },
+  })
   app.get('/*', async () => 'content')
   t.teardown(() => app.close())
   const status = async (headers: Record<string, string>) => (await app.inject({ url: '/a.mp4', headers })).statusCode

@@ -16,5 +16,11 @@ t.test('an indexed level finds what trying each pattern in order finds', async (
   const patterns = texts.map((text) => compilePattern(text))
   const list = compilePatternList(patterns)
   t.not(list.index, null)
-  for (const path of ['/İ/x', '/\u212a/x', '/i/x', '/k/x']) t.equal(firstMatch(list, path), patterns.findIndex((pattern) => matchPattern(pattern, path)), path)
+  for (const path of ['/İ/x', '/\u212a/x', '/i/x', '/k/x']) {
+    t.equal(
+      firstMatch(list, path),
+      patterns.findIndex((pattern) => matchPattern(pattern, path)),
+      path,
+    )
+  }
 })

@@ -7,7 +7,13 @@ import { join } from 'node:path'
 import { AUTH, config, rawGet, start } from '../helpers/surrogate.js'
 
 const deny = { 'generic-metadata-type': 'MI.LocationACL', 'generic-metadata-value': { locations: [] } }
-const video = { host: 'video.example.com', 'host-metadata': { metadata: [], paths: [{ 'path-pattern': { pattern: '/secret/*' }, 'path-metadata': { metadata: [deny] } }] } }
+const video = {
+  host: 'video.example.com',
+  'host-metadata': {
+    metadata: [],
+    paths: [{ 'path-pattern': { pattern: '/secret/*' }, 'path-metadata': { metadata: [deny] } }],
+  },
+}
 
 t.test('one folder: a push naming two hosts is a 400 and the live policy stays; no index file is served', async (t) => {
   const cfg = config()
@@ -21,7 +27,11 @@ t.test('one folder: a push naming two hosts is a 400 and the live policy stays; 
   t.equal(refused.status, 400)
   t.match(await refused.json(), { errors: [{ pointer: '/hosts/1/host', message: /serves one folder/ }] })
   t.same(await (await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH })).json(), { hosts: [video] })
-  t.equal((await rawGet(s.contentUrl, '/secret/x.txt', 'free.example.com')).status, 403, 'free.example.com is no HostMatch')
+  t.equal(
+    (await rawGet(s.contentUrl, '/secret/x.txt', 'free.example.com')).status,
+    403,
+    'free.example.com is no HostMatch',
+  )
   t.equal((await rawGet(s.contentUrl, '/secret/x.txt', 'video.example.com')).status, 403)
   const folder = await rawGet(s.contentUrl, '/secret', 'video.example.com')
   t.equal(folder.status, 404)
