@@ -56,6 +56,7 @@ t.test(
     let measured = 0
     let swaps = 0
     let refusedPushes = 0
+    // eslint-disable-next-line no-unmodified-loop-condition -- the load's promise ends it
     while (running) {
       const response = await s.push(swaps % 2 === 0 ? B : A)
       await response.arrayBuffer()

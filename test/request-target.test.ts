@@ -310,7 +310,8 @@ t.test('every spelling of a resource is one canonical path (generated)', async (
 })
 
 t.test('a pattern spelled any way matches every spelling of the resource it names (generated)', async (t) => {
-  /** A pattern's literal spelling of an octet: $-escaped wildcards, or percent-encoded, or (non-ASCII) as the character. */
+  /** A pattern's literal spelling of an octet: $-escaped wildcards, or percent-encoded, or (non-ASCII)
+   * as the character. */
   const patternOctet = (o: string, encode: boolean, lower: boolean) => {
     // A "%" is written %25 in a pattern as in a path: before hex digits it would be an escape.
     if (encode || o === '%') return [...Buffer.from(o)].map((b) => hex(b, lower)).join('')

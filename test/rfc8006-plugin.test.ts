@@ -349,8 +349,12 @@ t.test('the CLI validates and checks RFC 8006 metadata', async (t) => {
     const io = {
       out: '',
       err: '',
-      stdout: (s: string) => void (io.out += s),
-      stderr: (s: string) => void (io.err += s),
+      stdout: (s: string) => {
+        io.out += s
+      },
+      stderr: (s: string) => {
+        io.err += s
+      },
       env: {},
       cwd: process.cwd(),
       stopSignal: () => new Promise<string>(() => {}),

@@ -78,9 +78,10 @@ export interface Msisdn {
 const MAX_RAW_LENGTH = MAX_MSISDN_DIGITS + 2
 
 /**
- * Normalizes one MSISDN header value strictly (docs/TRUST.md, "Strict parsing"): ASCII digits with an optional leading
- * `+` (and `00` only where configured), at most 15 digits, no leading 0 in international form. Returns null for anything else,
- * including the `, `-joined value of a repeated header.
+ * Normalizes one MSISDN header value strictly (docs/TRUST.md, "Strict parsing"): ASCII digits with
+ * an optional leading `+` (and `00` only where configured), at most 15 digits, no leading 0 in
+ * international form. Returns null for anything else, including the `, `-joined value of a
+ * repeated header.
  */
 export function normalizeMsisdn(raw: string, format: MsisdnFormat): Msisdn | null {
   if (raw.length === 0 || raw.length > MAX_RAW_LENGTH) return null

@@ -269,6 +269,7 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
   const rules: CompiledRule[] = model.rules.map((rule, i) => ({
     pointer: rule.pointer,
     allow: rule.allow,
+    // eslint-disable-next-line array-callback-return -- the switch returns for every ClauseKind, as TypeScript checks
     clauses: rule.clauses.map((clause: ClauseModel, c): CompiledClause => {
       switch (clause.kind) {
         case 'region': {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { compileTrust, extractClientFacts, gatewayName } from '../facts/trust-walk.js'
 import { createClientFacts } from '../facts/facts.js'
-import { explain, type Explanation } from '../policy/explain.js'
+import type { Explanation } from '../policy/explain.js'
 import { ConfigError, databaseOptions, loadConfig, SETTINGS, type ServerConfig } from './config.js'
 import { InvalidOptionError } from '../errors.js'
 import { fillGeoFacts, geoContext, openGeoDatabases, type GeoDatabases } from '../facts/ip-database.js'
@@ -34,7 +34,10 @@ export interface Io {
 
 type Values = ReturnType<typeof parseArgs>['values']
 
-/** A command's flag. Its parseArgs option and its help line are both made from this, so no flag is taken undocumented, nor documented and refused. */
+/**
+ * A command's flag. Its parseArgs option and its help line are both made from this, so no flag is
+ * taken undocumented, nor documented and refused.
+ */
 type Flag = { flag: string; help: string } & (
   { type: 'boolean' } | { type: 'string'; placeholder: string; multiple?: true }
 )
