@@ -280,24 +280,26 @@ export function compilePatternList(patterns: readonly PathPattern[]): PatternLis
   }
 }
 
+/** Whether pattern `i` of the list matches `path`. */
+function patternMatches(list: PatternList, i: number, path: string): boolean {
+  const { tokens, bounds, firstStar, lastStar, sensitive } = list
+  return matchTokens(
+    tokens,
+    bounds[i] as number,
+    bounds[i + 1] as number,
+    firstStar[i] as number,
+    lastStar[i] as number,
+    sensitive[i] === 1,
+    path,
+  )
+}
+
 /** Index of the first pattern of the list that matches `path`, or -1. */
 export function firstMatch(list: PatternList, path: string): number {
-  const { tokens, bounds, firstStar, lastStar, sensitive, index } = list
+  const index = list.index
   if (index === null) {
-    for (let i = 0; i + 1 < bounds.length; i++) {
-      if (
-        matchTokens(
-          tokens,
-          bounds[i] as number,
-          bounds[i + 1] as number,
-          firstStar[i] as number,
-          lastStar[i] as number,
-          sensitive[i] === 1,
-          path,
-        )
-      ) {
-        return i
-      }
+    for (let i = 0; i + 1 < list.bounds.length; i++) {
+      if (patternMatches(list, i, path)) return i
     }
     return -1
   }
@@ -310,19 +312,7 @@ export function firstMatch(list: PatternList, path: string): number {
     if (end - 1 <= list.longestKey) candidates = index.get(pathKey(path, end - 1)) ?? candidates
   }
   for (const i of candidates) {
-    if (
-      matchTokens(
-        tokens,
-        bounds[i] as number,
-        bounds[i + 1] as number,
-        firstStar[i] as number,
-        lastStar[i] as number,
-        sensitive[i] === 1,
-        path,
-      )
-    ) {
-      return i
-    }
+    if (patternMatches(list, i, path)) return i
   }
   return -1
 }
