@@ -1,9 +1,9 @@
 // Fail-closed audit: for each criterion, a request whose fact cannot be established is denied,
 // even where the same request with the fact established is allowed (each case shows both, so a
 // deny that comes from somewhere else cannot pass for this one).
+import { buildApp, type LogLine } from './helpers/app.js'
 import t from 'tap'
 import Fastify from 'fastify'
-import { Writable } from 'node:stream'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import cdniAuthz, { type CdniAuthzOptions } from '../src/index.js'
@@ -16,20 +16,9 @@ const TRUST: CdniAuthzOptions = {
   gateways: [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }],
 }
 
-type LogLine = Record<string, unknown>
-
 /** An app for `metadata`; with `lines`, its log (pino, info and up) is written into them. */
 async function app(metadata: unknown, trust: CdniAuthzOptions = TRUST, lines?: LogLine[]) {
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      lines?.push(JSON.parse(String(chunk)) as LogLine)
-      callback()
-    },
-  })
-  const instance = Fastify({ logger: lines === undefined ? false : { level: 'info', stream } })
-  await instance.register(cdniAuthz, { ...trust, metadata })
-  instance.get('/content', async () => 'ok')
-  t.teardown(() => instance.close())
+  const instance = await buildApp(t, { ...trust, metadata }, lines)
   return (remoteAddress: string, headers: Record<string, string | string[]> = {}) =>
     instance.inject({ url: '/content', remoteAddress, headers }).then((r) => r.statusCode)
 }

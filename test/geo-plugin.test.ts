@@ -1,10 +1,10 @@
 // Country, subdivision and AS criteria on real requests, against small databases this test writes:
 // both metadata formats, the bundled default, a missing database, a bad file, a reload, the CLI.
+import { buildApp } from './helpers/app.js'
 import t from 'tap'
-import Fastify from 'fastify'
 import { writeFileSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
-import cdniAuthz, { type CdniAuthzOptions } from '../src/index.js'
+import type { CdniAuthzOptions } from '../src/index.js'
 import { BUNDLED_COUNTRY_DB } from '../src/facts/ip-database.js'
 import { main } from '../src/surrogate/cli.js'
 import { buildMmdb } from './helpers/mmdb.js'
@@ -16,13 +16,7 @@ const asnPath = join(dir, 'asn.mmdb')
 writeFileSync(cityPath, CITY)
 writeFileSync(asnPath, ASN)
 
-async function build(options: CdniAuthzOptions) {
-  const app = Fastify()
-  await app.register(cdniAuthz, options)
-  app.get('/*', async () => 'ok')
-  t.teardown(() => app.close())
-  return app
-}
+const build = (options: CdniAuthzOptions) => buildApp(t, options)
 const status = async (
   app: Awaited<ReturnType<typeof build>>,
   remoteAddress: string,

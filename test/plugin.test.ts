@@ -1,3 +1,4 @@
+import { buildApp, type LogLine } from './helpers/app.js'
 import t from 'tap'
 import Fastify from 'fastify'
 import { Writable } from 'node:stream'
@@ -6,20 +7,7 @@ import { logsAtInfo, nullLoggerInfo } from '../src/plugin/plugin.js'
 
 const gateways = [{ name: 'op-a', cidrs: ['203.0.113.0/28'], countryCode: '86' }]
 
-async function build(options: CdniAuthzOptions, lines: Record<string, unknown>[] = []) {
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      lines.push(JSON.parse(String(chunk)) as Record<string, unknown>)
-      callback()
-    },
-  })
-  const app = Fastify({ logger: { level: 'info', stream } })
-  await app.register(cdniAuthz, options)
-  app.get('/content', async () => 'ok')
-  app.get('/health', { config: { cdniAuthz: false } }, async () => 'alive')
-  t.teardown(() => app.close())
-  return app
-}
+const build = (options: CdniAuthzOptions, lines: LogLine[] = []) => buildApp(t, options, lines)
 
 const get = (app: Awaited<ReturnType<typeof build>>, remoteAddress: string, headers: Record<string, string> = {}) =>
   app.inject({ url: '/content', remoteAddress, headers }).then((r) => r.statusCode)

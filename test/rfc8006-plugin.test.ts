@@ -1,5 +1,6 @@
 // RFC 8006 metadata through every entry point: the plugin's option and update(), the push API
 // (both content types), validate and check in the CLI. Per host and path, on real requests.
+import { buildApp, type LogLine } from './helpers/app.js'
 import t from 'tap'
 import Fastify from 'fastify'
 import http from 'node:http'
@@ -42,19 +43,8 @@ const SITE = {
   ],
 }
 
-async function build(metadata: unknown, lines: Record<string, unknown>[] = [], enforcedElsewhere?: string[]) {
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      lines.push(JSON.parse(String(chunk)) as Record<string, unknown>)
-      callback()
-    },
-  })
-  const app = Fastify({ logger: { level: 'info', stream } })
-  await app.register(cdniAuthz, enforcedElsewhere ? { metadata, enforcedElsewhere } : { metadata })
-  app.get('/*', async () => 'ok')
-  t.teardown(() => app.close())
-  return app
-}
+const build = (metadata: unknown, lines: LogLine[] = [], enforcedElsewhere?: string[]) =>
+  buildApp(t, enforcedElsewhere ? { metadata, enforcedElsewhere } : { metadata }, lines)
 
 t.test('the plugin enforces per host and path, and says why it denied', async (t) => {
   const lines: Record<string, unknown>[] = []

@@ -3,12 +3,12 @@
 // prefix of 16 entries or of one 1,100-character entry pushed the handset past the walk's caps,
 // and behind our proxy a missing or padded X-Forwarded-For escaped a country deny. Each fact is
 // now present, absent or unknowable, and an unknowable fact the policy reads denies first.
+import { buildApp } from '../helpers/app.js'
 import t from 'tap'
-import Fastify from 'fastify'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import cdniAuthz, { type CdniAuthzOptions } from '../../src/index.js'
+import type { CdniAuthzOptions } from '../../src/index.js'
 import { CITY } from '../helpers/geo.js'
 
 const GATEWAY = '203.0.113.10'
@@ -19,10 +19,7 @@ const TRUST: CdniAuthzOptions = {
 }
 
 async function app(metadata: unknown, options: CdniAuthzOptions = {}) {
-  const instance = Fastify({ logger: false })
-  await instance.register(cdniAuthz, { ...TRUST, ...options, metadata })
-  instance.get('/content', async () => 'ok')
-  t.teardown(() => instance.close())
+  const instance = await buildApp(t, { ...TRUST, ...options, metadata })
   return (remoteAddress: string, headers: Record<string, string | string[]>) =>
     instance.inject({ url: '/content', remoteAddress, headers }).then((r) => r.statusCode)
 }
