@@ -7,6 +7,10 @@ import cdniAuthz from '../src/index.js'
 import { canonicalPath, canonicalPattern } from '../src/policy/request-target.js'
 import { compilePattern, matchPattern, MAX_PATH_LENGTH, patternError } from '../src/policy/path-pattern.js'
 
+/** The generated cases are the same on every run (CI must not fail on a new draw); FUZZ_SEED picks others.
+ */
+const SEED = Number(process.env.FUZZ_SEED ?? 20261205)
+
 t.test('canonicalPath: the path the router and the file server read', async (t) => {
   const host = 'video.example.com'
   const cases: [string, string | null][] = [
@@ -152,7 +156,7 @@ t.test('canonicalPath on any string: no throw, and a path with nothing left to m
         )
       },
     ),
-    { numRuns: 5000 },
+    { numRuns: 5000, seed: SEED },
   )
   t.ok(paths > 1000, `most inputs gave a path (${paths})`)
 })
@@ -286,6 +290,12 @@ const spellingArb = fc.array(
   { minLength: 1, maxLength: 5 },
 )
 
+/** Whether a spelling puts an encoded slash and a `..` segment in one path: the proxy and the
+ * router resolve those differently, so such a target is refused. */
+const mixesEncodedSlashAndDotSegment = (segments: [unknown, unknown, string][]) =>
+  segments.some(([, , slash], i) => i > 0 && slash.toLowerCase() === '%2f') &&
+  segments.some(([, , slash], i) => i > 0 && /\/x\/(\.\.|%2e%2e)\//i.test(slash))
+
 t.test('every spelling of a resource is one canonical path (generated)', async (t) => {
   fc.assert(
     fc.property(spellingArb, fc.boolean(), (segments, trailing) => {
@@ -302,9 +312,10 @@ t.test('every spelling of a resource is one canonical path (generated)', async (
                 .join(''),
           )
           .join('') + (trailing ? '/' : '')
+      if (mixesEncodedSlashAndDotSegment(segments)) return canonicalPath(spelled, 'h') === null
       return canonicalPath(spelled, 'h') === canonical && canonicalPath(canonical, 'h') === canonical
     }),
-    { numRuns: 3000 },
+    { numRuns: 3000, seed: SEED },
   )
   t.pass('3,000 generated spellings')
 })
@@ -342,10 +353,17 @@ t.test('a pattern spelled any way matches every spelling of the resource it name
         ])
         const pattern = canonicalPattern(spell(resource, patternOctet) + (wildcard ? '/*' : ''))
         const path = canonicalPath(spell(again, spellOctet) + (wildcard ? spell(below, spellOctet) : ''), 'h')
+        // Spellings that put an encoded slash and a `..` in one path have no canonical form.
+        const requested: Spelling = wildcard
+          ? [...again, ...below.map(([o, c, slash], i): Spelling[number] => [o, c, i === 0 ? '/' : slash])]
+          : again
+        const patternRefused = mixesEncodedSlashAndDotSegment(resource)
+        const pathRefused = mixesEncodedSlashAndDotSegment(requested)
+        if (patternRefused || pathRefused) return pattern.ok === !patternRefused && (path === null) === pathRefused
         return pattern.ok && path !== null && matchPattern(compilePattern(pattern.pattern, sensitive), path)
       },
     ),
-    { numRuns: 3000 },
+    { numRuns: 3000, seed: SEED },
   )
   // The loader checks escapes (patternError) first; what it then makes canonical stays as it is.
   const piece = fc.constantFrom(
@@ -389,7 +407,7 @@ t.test('a pattern spelled any way matches every spelling of the resource it name
         )
       },
     ),
-    { numRuns: 3000 },
+    { numRuns: 3000, seed: SEED },
   )
   t.ok(canonical > 1500, `most had a canonical form (${canonical})`)
   t.pass('3,000 generated patterns and requests; 3,000 patterns canonical twice')
@@ -443,7 +461,7 @@ t.test('what the proxy sends the origin is the path the patterns saw (generated,
       const sent = new URL(source.startsWith('//') ? `.${source}` : source, 'http://origin.example/').pathname
       return canonicalPath(sent, 'h') === ours
     }),
-    { numRuns: 5000 },
+    { numRuns: 5000, seed: SEED },
   )
   t.ok(accepted > 1000, `targets accepted and compared (${accepted})`)
   t.equal(

@@ -82,7 +82,12 @@ const STAR_MARK = '\uE000'
 const ONE_MARK = '\uE001'
 
 /** Why a path or pattern has no canonical form. */
-export type Refusal = 'backslash' | 'not-visible-ascii' | 'dot-segment-after-star' | 'dot-segment-after-empty'
+export type Refusal =
+  | 'backslash'
+  | 'not-visible-ascii'
+  | 'dot-segment-after-star'
+  | 'dot-segment-after-empty'
+  | 'dot-segment-after-encoded-slash'
 
 /**
  * The canonical form described above, of a path (which starts with "/") or of a pattern with its
@@ -90,11 +95,13 @@ export type Refusal = 'backslash' | 'not-visible-ascii' | 'dot-segment-after-sta
  */
 function canonicalForm(path: string, marks: boolean): string | { refused: Refusal } {
   let decoded = ''
+  let encodedSlash = false
   for (let i = 0; i < path.length; i++) {
     const code = path.charCodeAt(i)
     if (code === 0x25 /* % */ && isHex(path.charCodeAt(i + 1)) && isHex(path.charCodeAt(i + 2))) {
       const octet = parseInt(path.slice(i + 1, i + 3), 16)
       if (octet === 0x5c) return { refused: 'backslash' }
+      if (octet === 0x2f) encodedSlash = true
       decoded += PLAIN_OCTET[octet] === 1 ? String.fromCharCode(octet) : `%${path.slice(i + 1, i + 3).toUpperCase()}`
       i += 2
     } else if (code === 0x25) {
@@ -124,6 +131,9 @@ function canonicalForm(path: string, marks: boolean): string | { refused: Refusa
     const segment = segments[i] as string
     const last = i === segments.length - 1
     if (segment === '..') {
+      // The router and file server read %2F as "/" before `..` removes a segment; the proxy's URL
+      // parser keeps it inside one (`/a%2Fb/..` is `/a/` to the one, `/` to the other).
+      if (encodedSlash) return { refused: 'dot-segment-after-encoded-slash' }
       // At the root it removes nothing (and may not remove a pattern's leading wildcard).
       const removed = kept.length > 1 ? (kept.pop() as string) : null
       if (removed === '') return { refused: 'dot-segment-after-empty' }
@@ -165,6 +175,8 @@ const REFUSALS: Record<Refusal, string> = {
     'has a ".." segment after a segment with "*": which part of the path it would remove is not said, so it has no canonical form',
   'dot-segment-after-empty':
     'has a ".." segment after an empty one ("//.."), which the proxy and the file server resolve differently',
+  'dot-segment-after-encoded-slash':
+    'has a ".." segment and an encoded slash (%2F), which the proxy and the file server resolve differently',
 }
 
 /**
