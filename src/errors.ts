@@ -68,5 +68,12 @@ export const StorageUnavailableError = createError(
 /** GET /cdni/metadata before any document was accepted. */
 export const NoMetadataError = createError('FST_CDNI_NO_METADATA', 'no metadata has been accepted yet', 404)
 
-/** /readyz while no policy is loaded. */
-export const NotReadyError = createError('FST_CDNI_NOT_READY', 'no policy loaded yet', 503)
+/** /readyz while no policy is loaded, or while a followed policy is stale; %s says which. */
+export const NotReadyError = createError('FST_CDNI_NOT_READY', '%s', 503)
+
+/** A push to a surrogate whose policy follows sources (`--follow`); %s names them. */
+export const FollowingError = createError(
+  'FST_CDNI_FOLLOWING',
+  'this surrogate follows %s; its policy changes only there',
+  409,
+)

@@ -7,6 +7,7 @@ import { pino } from 'pino'
 import { AUTH, TOKEN, allowing, config, start, workspace } from './helpers/surrogate.js'
 import { buildApi } from '../src/surrogate/api.js'
 import type { CdniAuthz } from '../src/plugin/plugin.js'
+import { Publisher } from '../src/surrogate/publisher.js'
 import { StateStore } from '../src/surrogate/state.js'
 import { createSurrogate } from '../src/surrogate/server.js'
 
@@ -318,12 +319,11 @@ t.test('an unexpected failure inside a push is a logged 500, and changes nothing
   } as unknown as CdniAuthz
   const api = buildApi({
     authz,
-    store: new StateStore(workspace().stateDir),
+    publisher: new Publisher(authz, new StateStore(workspace().stateDir), logger, null),
     token: TOKEN,
     bodyLimit: 4096,
     requestTimeout: 30_000,
     logger,
-    live: null,
   })
   const response = await api.inject({
     method: 'PUT',

@@ -28,7 +28,7 @@ import { maskMsisdn } from '../facts/msisdn.js'
 import { normalizeOptions } from './options.js'
 import { PolicyCompiler } from '../worker/client.js'
 import { compileMetadata, type PreparedPolicy, type RefusedPolicy } from '../load/prepare.js'
-import { canonicalPath, requestHost } from '../policy/request-target.js'
+import { canonicalPath, normalizeHost, requestHost } from '../policy/request-target.js'
 import {
   explainSite,
   firstDenial,
@@ -78,6 +78,7 @@ export type DenyReason =
   | 'unknowable-handset'
   | 'unknowable-msisdn'
   | 'unknowable-protocol'
+  | 'metadata-stale'
 
 /** The deny reason for the first fact in `unknowable` (FACT_* bits, not 0). */
 function unknowableReason(unknowable: number): DenyReason {
@@ -121,6 +122,12 @@ export interface CdniAuthz {
   /** Reads the database files again (after the operator replaced them), swapping each in only
    * once it has opened; on an error the databases in use stay, and the error is thrown. */
   reloadDatabases(): { country: DatabaseInfo | null; asn: DatabaseInfo | null }
+  /** Marks metadata stale (RFC 8006 section 6.2: past its freshness and not revalidated): the
+   * requests of these hosts, or `all`, are denied with reason `metadata-stale` until it is called
+   * again without them; `null` clears it. Names are compared as HostMatch compares them. */
+  markStale(hosts: readonly string[] | 'all' | null): void
+  /** What `markStale` was last given: null when nothing is stale. */
+  readonly stale: readonly string[] | 'all' | null
 }
 
 declare module 'fastify' {
@@ -234,6 +241,7 @@ function newDecisionCounts(): DecisionCounts {
       'unknowable-handset': 0,
       'unknowable-msisdn': 0,
       'unknowable-protocol': 0,
+      'metadata-stale': 0,
     },
   }
 }
@@ -265,6 +273,15 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
   }
   const logMsisdn = options.logMsisdn
   let live: LiveState | null = null
+  // Metadata past its freshness (markStale), checked before anything else the request costs.
+  let stale: { all: boolean; hosts: ReadonlySet<string>; given: readonly string[] | 'all' } | null = null
+  const isStale = (request: FastifyRequest): boolean => {
+    if (stale === null) return false
+    if (stale.all) return true
+    const host = hostOf(request)
+    const name = host === undefined ? null : normalizeHost(host)
+    return name !== null && stale.hosts.has(name)
+  }
   const facts = createClientFacts()
   const counts = newDecisionCounts()
   let compiler: PolicyCompiler | null = null
@@ -328,7 +345,8 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
       const own = createClientFacts()
       extractFromPeer(trust, peerOf(request), request.raw.rawHeaders, Date.now(), own)
       fillGeoFacts(databases, own, true, true)
-      return explainSite(state.site, hostOf(request), request.url, own)
+      const explained = explainSite(state.site, hostOf(request), request.url, own)
+      return isStale(request) ? { ...explained, allowed: false, stale: true } : explained
     },
     prepare(text: string) {
       compiler ??= new PolicyCompiler()
@@ -340,6 +358,19 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     counts,
     get databases() {
       return describeDatabases()
+    },
+    markStale(hosts: readonly string[] | 'all' | null) {
+      stale =
+        hosts === null || (hosts !== 'all' && hosts.length === 0)
+          ? null
+          : {
+              all: hosts === 'all',
+              hosts: new Set(hosts === 'all' ? [] : hosts.map((host) => normalizeHost(host) ?? host)),
+              given: hosts,
+            }
+    },
+    get stale() {
+      return stale?.given ?? null
     },
     reloadDatabases() {
       databases = openGeoDatabases(options.countryDb, options.asnDb)
@@ -393,15 +424,25 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     unknowable: number,
     acls: CompiledAcls | null,
     denial: Denial | null,
+    metadataStale = false,
   ): void => {
     let reason: DenyReason
-    if (unknowable !== 0) reason = unknowableReason(unknowable)
+    if (metadataStale) reason = 'metadata-stale'
+    else if (unknowable !== 0) reason = unknowableReason(unknowable)
     else if (acls === null) {
       reason = canonicalPath(request.url, hostOf(request)) === null ? 'bad-request-target' : 'no-host-matched'
     } else if (acls.unenforceable.length > 0) reason = 'unenforceable'
     else reason = (denial as Denial).rule < 0 ? 'no-rule-matched' : 'deny-rule'
     counts.denied[reason]++
-    if (logsAtInfo(request.log)) {
+    if (metadataStale) {
+      // Decided before the request's facts were read: the line names none.
+      if (logsAtInfo(request.log)) {
+        request.log.info(
+          { cdniAuthz: { decision: 'deny', reason, policyVersion: state.version } },
+          'cdni-authz: request denied',
+        )
+      }
+    } else if (logsAtInfo(request.log)) {
       const explained = denial === null ? null : describeDenial(denial.policy, facts, state.scratch, denial.rule)
       request.log.info(
         {
@@ -444,6 +485,10 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
       counts.denied['no-policy']++
       request.log.warn({ cdniAuthz: { decision: 'deny', reason: 'no-policy' } }, 'cdni-authz: request denied')
       deny(reply)
+      return
+    }
+    if (stale !== null && isStale(request) && !optedOut(request)) {
+      denyRequest(request, reply, state, 0, null, null, true)
       return
     }
     const site = state.site

@@ -157,6 +157,9 @@ export function aclsAllow(acls: CompiledAcls, facts: ClientFacts, scratch: Uint3
 export interface SiteExplanation extends Explanation {
   /** Pointer of the HostMatch or PathMatch that governs the request, or null when no host matched. */
   selected: string | null
+  /** Set when the metadata governing the request is stale (a followed source that cannot be
+   * revalidated): the request is denied whatever its rules say. */
+  stale?: true
 }
 
 /** Explains a decision on a site: which node, then each ACL in force, rule by rule. */

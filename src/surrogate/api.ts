@@ -3,15 +3,16 @@
  * /cdni/metadata behind a bearer token, plus /healthz, /readyz and /metrics (Prometheus), the
  * only routes open without it.
  *
- * A push is serialized with every other push (so If-Match is checked against the document it
- * would replace), prepared in a worker thread, written durably to the state directory, and only
- * then swapped in and acknowledged. Any failure before the swap leaves the live policy as it was.
+ * A push goes the one way to the live policy (publisher.ts), its If-Match checked in the queue
+ * against the document it would replace; it is answered once stored and swapped in. A surrogate
+ * that follows sources (`--follow`) refuses pushes and reports its sources on GET /cdni/status.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { CdniAuthz } from '../plugin/plugin.js'
-import type { StateStore } from './state.js'
+import type { LiveDocument, Publisher } from './publisher.js'
+import type { Follower } from '../follow/follower.js'
 import { createMetrics, type PushResult } from './metrics.js'
 import { timedFastify, type Tls } from './timed-fastify.js'
 import {
@@ -19,34 +20,26 @@ import {
   NoMetadataError,
   NotReadyError,
   PreconditionFailedError,
+  FollowingError,
   StorageUnavailableError,
   UnauthorizedError,
   UnsupportedPayloadError,
 } from '../errors.js'
-import type { CompiledMetadata } from '../load/prepare.js'
-import { namesHosts } from '../policy/site.js'
-import type { Problem } from '../policy/model.js'
-
-/** The document currently enforced, as pushed. */
-export interface LiveDocument {
-  text: string
-  etag: string
-  compileSeconds: number
-}
 
 export interface ApiOptions {
   authz: CdniAuthz
-  store: StateStore
+  /** The way to the live policy, shared with a follower. */
+  publisher: Publisher
   token: string
   bodyLimit: number
   /** Longest a client may take to send a whole request, in milliseconds. */
   requestTimeout: number
   logger: FastifyBaseLogger
-  live: LiveDocument | null
   /** Certificate and key: the API then speaks HTTPS, so the token never crosses a network in clear. */
   https?: Tls | null
-  /** Why a valid document cannot be served here (the surrogate's content would not follow it), or null. */
-  refuse?: (compiled: CompiledMetadata) => Problem | null
+  /** The follower, when the policy follows sources (`--follow`): pushes are then refused, and
+   * `GET /cdni/status` reports it. */
+  follower?: Follower | null
 }
 
 /**
@@ -76,6 +69,7 @@ const PUSH_RESULTS: ReadonlyMap<number, PushResult> = new Map([
   [400, 'invalid'],
   [412, 'precondition_failed'],
   [413, 'too_large'],
+  [409, 'following'],
   [415, 'unsupported_media_type'],
   [503, 'storage_error'],
 ])
@@ -86,6 +80,7 @@ const REFUSALS = [
   PreconditionFailedError,
   MetadataRefusedError,
   StorageUnavailableError,
+  FollowingError,
   NoMetadataError,
   NotReadyError,
 ]
@@ -94,7 +89,8 @@ const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: n
   REFUSALS.some((Refusal) => error instanceof Refusal)
 
 export function buildApi(options: ApiOptions): FastifyInstance {
-  const { authz, store } = options
+  const { authz, publisher } = options
+  const follower = options.follower ?? null
   let requests = 0
   const api = timedFastify(
     {
@@ -106,10 +102,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     options.https ?? null,
     options.requestTimeout,
   )
-  let live = options.live
   const expected = digest(`Bearer ${options.token}`)
 
-  const metrics = createMetrics(authz, () => live?.compileSeconds ?? 0)
+  const metrics = createMetrics(authz, () => publisher.live?.compileSeconds ?? 0, follower)
 
   // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
   api.removeAllContentTypeParsers()
@@ -181,63 +176,28 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     reply.send(error)
   })
 
-  let queue: Promise<unknown> = Promise.resolve()
-  const serialized = <T>(task: () => Promise<T>): Promise<T> => {
-    const run = queue.then(task)
-    queue = run.catch(() => undefined)
-    return run
-  }
-
-  api.put('/cdni/metadata', (request, reply) =>
-    serialized(async () => {
+  api.put('/cdni/metadata', async (request, reply) => {
+    // A followed policy has one writer, the follower: a push would be overwritten at its next poll.
+    if (follower !== null) throw new FollowingError(follower.sources.join(', '))
+    const check = (current: LiveDocument | null): void => {
+      const etag = current?.etag ?? null
       const ifMatch = request.headers['if-match']
       const ifNoneMatch = request.headers['if-none-match']
-      const current = live?.etag ?? null
       if (
-        (typeof ifMatch === 'string' && !listMatches(ifMatch, current)) ||
-        (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, current))
+        (typeof ifMatch === 'string' && !listMatches(ifMatch, etag)) ||
+        (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, etag))
       ) {
-        throw new PreconditionFailedError(current ?? '(none)')
+        throw new PreconditionFailedError(etag ?? '(none)')
       }
-      const text = request.body as string
-      const prepared = await authz.prepare(text)
-      if (!prepared.ok) throw new MetadataRefusedError(prepared.errors, prepared.warnings)
-      if (
-        request.headers['content-type']?.toLowerCase().startsWith('application/cdni') &&
-        !namesHosts(prepared.compiled)
-      ) {
-        throw new MetadataRefusedError(
-          [
-            {
-              pointer: '',
-              message: 'sent as ptype=MI.HostIndex, but the document is no HostIndex (it has no "hosts")',
-            },
-          ],
-          [],
-        )
-      }
-      const refusal = options.refuse?.(prepared.compiled) ?? null
-      if (refusal !== null) throw new MetadataRefusedError([refusal], prepared.warnings)
-      const version = authz.version + 1
-      try {
-        await store.write(text, version)
-      } catch (err) {
-        request.log.error({ err }, 'cdni-authz: could not store accepted metadata')
-        // fs errors always carry a code; the path stays out of the response.
-        throw new StorageUnavailableError((err as NodeJS.ErrnoException).code as string, { cause: err })
-      }
-      const result = authz.commit(prepared, version)
-      live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
-      request.log.info(
-        { cdniAuthz: { version, etag: prepared.etag, summary: result.summary, warnings: result.warnings.length } },
-        'cdni-authz: metadata accepted',
-      )
-      reply.header('etag', prepared.etag)
-      return { version, etag: prepared.etag, warnings: result.warnings, summary: result.summary }
-    }),
-  )
+    }
+    const hostIndex = request.headers['content-type']?.toLowerCase().startsWith('application/cdni') === true
+    const result = await publisher.publish(request.body as string, { check, hostIndex })
+    reply.header('etag', result.etag)
+    return { version: result.version, etag: result.etag, warnings: result.warnings, summary: result.summary }
+  })
 
   api.get('/cdni/metadata', (request, reply) => {
+    const live = publisher.live
     if (live === null) throw new NoMetadataError()
     reply.header('etag', live.etag)
     const ifNoneMatch = request.headers['if-none-match']
@@ -245,9 +205,17 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return reply.type('application/json; charset=utf-8').send(live.text)
   })
 
+  api.get('/cdni/status', async () => ({
+    version: authz.version,
+    etag: publisher.live?.etag ?? null,
+    following: follower?.status() ?? null,
+  }))
+
   api.get('/healthz', async () => ({ status: 'ok' }))
   api.get('/readyz', async () => {
-    if (!authz.loaded) throw new NotReadyError()
+    if (!authz.loaded) throw new NotReadyError('no policy loaded yet')
+    const waiting = follower?.notReady() ?? null
+    if (waiting !== null) throw new NotReadyError(waiting)
     return { status: 'ready', version: authz.version }
   })
   api.get('/metrics', async (_request, reply) => {

@@ -83,6 +83,7 @@ variables, then flags.`,
       type: 'string',
       placeholder: 'VALUE',
       help: `${s.help} (env ${s.env})`,
+      ...(s.repeatable === true ? { multiple: true } : {}),
     })),
     HELP,
   ],
@@ -206,8 +207,10 @@ function parse(argv: string[], flags: Flag[]): { values: Values; positionals: st
 }
 
 function configFor(io: Io, flags: Record<string, unknown>, purpose: 'serve' | 'check'): ServerConfig {
-  const textFlags: Record<string, string | undefined> = {}
-  for (const [key, value] of Object.entries(flags)) if (typeof value === 'string') textFlags[key] = value
+  const textFlags: Record<string, string | string[] | undefined> = {}
+  for (const [key, value] of Object.entries(flags)) {
+    if (typeof value === 'string' || Array.isArray(value)) textFlags[key] = value as string | string[]
+  }
   const file = typeof flags.config === 'string' ? flags.config : null
   return loadConfig({ file, env: io.env, flags: textFlags, cwd: io.cwd }, purpose)
 }

@@ -36,6 +36,18 @@ export interface ServerConfig {
   requestTimeout: number
   logLevel: string
   logMsisdn: 'off' | 'masked' | 'full'
+  /** URLs of the metadata sources followed (RFC 8006 Metadata Interface); empty: pushes only. */
+  follow: string[]
+  /** Bearer token sent to the sources, or null. */
+  followToken: string | null
+  /** Client certificate, key and CA bundle for mutual TLS with the sources (PEM files), or null. */
+  followCert: string | null
+  followKey: string | null
+  followCa: string | null
+  /** Poll interval when a source gives no freshness, in milliseconds. */
+  followInterval: number
+  /** How long metadata past its freshness may still be served while it cannot be revalidated. */
+  followMaxStale: number
 }
 
 /** The plugin's `countryDb` / `asnDb` options for the surrogate's settings. */
@@ -66,6 +78,8 @@ type Kind =
   | 'level'
   | 'msisdnLog'
   | 'choice'
+  | 'urls'
+  | 'staleness'
 
 interface Setting {
   key: keyof ServerConfig
@@ -75,6 +89,10 @@ interface Setting {
   help: string
   /** The values a `choice` takes, the default first. */
   choices?: readonly string[]
+  /** The flag may be given more than once. */
+  repeatable?: true
+  /** The flag names a file holding the value (a secret would show in `ps`). */
+  fromFile?: true
 }
 
 /** Every setting, with its flag and environment variable. The README's table is this list. */
@@ -157,6 +175,7 @@ export const SETTINGS: Setting[] = [
     flag: 'api-token-file',
     env: 'CDNI_API_TOKEN',
     kind: 'string',
+    fromFile: true,
     help: 'bearer token of the push API (the flag names a file holding it)',
   },
   {
@@ -187,6 +206,51 @@ export const SETTINGS: Setting[] = [
     kind: 'msisdnLog',
     help: 'off, masked or full: MSISDNs in deny lines',
   },
+  {
+    key: 'follow',
+    flag: 'follow',
+    env: 'CDNI_FOLLOW',
+    kind: 'urls',
+    repeatable: true,
+    help: "follow the metadata at this URL (a HostIndex, or another surrogate's /cdni/metadata) instead of taking pushes; one per uCDN (env: space-separated)",
+  },
+  {
+    key: 'followToken',
+    flag: 'follow-token-file',
+    env: 'CDNI_FOLLOW_TOKEN',
+    kind: 'string',
+    fromFile: true,
+    help: 'bearer token sent to the followed sources (the flag names a file holding it)',
+  },
+  {
+    key: 'followCert',
+    flag: 'follow-cert',
+    env: 'CDNI_FOLLOW_CERT',
+    kind: 'path',
+    help: 'client certificate (PEM) for mutual TLS with the followed sources',
+  },
+  { key: 'followKey', flag: 'follow-key', env: 'CDNI_FOLLOW_KEY', kind: 'path', help: 'its private key (PEM)' },
+  {
+    key: 'followCa',
+    flag: 'follow-ca',
+    env: 'CDNI_FOLLOW_CA',
+    kind: 'path',
+    help: 'CA certificates (PEM) the followed sources are checked against, in place of the system ones',
+  },
+  {
+    key: 'followInterval',
+    flag: 'follow-interval',
+    env: 'CDNI_FOLLOW_INTERVAL',
+    kind: 'millis',
+    help: 'poll interval when a source gives no freshness, in milliseconds (jittered)',
+  },
+  {
+    key: 'followMaxStale',
+    flag: 'follow-max-stale',
+    env: 'CDNI_FOLLOW_MAX_STALE',
+    kind: 'staleness',
+    help: "how long followed metadata past its freshness is served while it cannot be revalidated, in milliseconds (at least the source's stale-if-error)",
+  },
 ]
 
 export const DEFAULTS: ServerConfig = {
@@ -212,6 +276,13 @@ export const DEFAULTS: ServerConfig = {
   requestTimeout: 30_000,
   logLevel: 'info',
   logMsisdn: 'off',
+  follow: [],
+  followToken: null,
+  followCert: null,
+  followKey: null,
+  followCa: null,
+  followInterval: 30_000,
+  followMaxStale: 0,
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -295,6 +366,27 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
       }
       return raw
     }
+    case 'staleness': {
+      const n = wholeNumber(raw, from)
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 604_800_000) {
+        fail('must be a whole number of milliseconds, 0–604800000 (a week)')
+      }
+      return n
+    }
+    case 'urls': {
+      // Env text is split on white space (a URL holds none); a flag given twice is a list already.
+      const list = from === 'text' && typeof raw === 'string' ? raw.split(/\s+/).filter(Boolean) : raw
+      if (!Array.isArray(list) || list.length === 0) fail('must be a list of http:// or https:// URLs')
+      const urls = (list as unknown[]).map((item) => {
+        const url = typeof item === 'string' && URL.canParse(item) ? new URL(item) : null
+        if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+          fail('must be a list of http:// or https:// URLs')
+        }
+        return (url as URL).href
+      })
+      if (new Set(urls).size !== urls.length) fail('names one URL twice')
+      return urls
+    }
     case 'level':
       if (typeof raw !== 'string' || !LEVELS.includes(raw)) fail(`must be one of ${LEVELS.join(', ')}`)
       return raw
@@ -336,8 +428,8 @@ export interface ConfigSources {
   /** Path of a JSON config file, or null. */
   file: string | null
   env: Record<string, string | undefined>
-  /** Parsed flags: flag name → value. */
-  flags: Record<string, string | undefined>
+  /** Parsed flags: flag name → value (values, for a repeatable flag). */
+  flags: Record<string, string | string[] | undefined>
   /** Folder relative paths in flags and env resolve against. */
   cwd: string
 }
@@ -373,15 +465,15 @@ export function loadConfig(sources: ConfigSources, purpose: 'serve' | 'check' = 
     if (fromEnv !== undefined && fromEnv !== '') config[setting.key] = convert(setting, fromEnv, 'text', sources.cwd)
     const fromFlag = sources.flags[setting.flag]
     if (fromFlag === undefined) continue
-    if (setting.key === 'apiToken') {
+    if (setting.fromFile === true) {
       // A token on the command line would show in `ps`: the flag names a file instead.
       let token: string
       try {
-        token = readFileSync(resolve(sources.cwd, fromFlag), 'utf8').trim()
+        token = readFileSync(resolve(sources.cwd, fromFlag as string), 'utf8').trim()
       } catch (err) {
-        throw new ConfigError(`${describe(setting)}: cannot read ${fromFlag}: ${(err as Error).message}`)
+        throw new ConfigError(`${describe(setting)}: cannot read ${String(fromFlag)}: ${(err as Error).message}`)
       }
-      config.apiToken = convert(setting, token, 'text', sources.cwd)
+      config[setting.key] = convert(setting, token, 'text', sources.cwd)
     } else {
       config[setting.key] = convert(setting, fromFlag, 'text', sources.cwd)
     }
@@ -390,6 +482,14 @@ export function loadConfig(sources: ConfigSources, purpose: 'serve' | 'check' = 
   const tokenSetting = SETTINGS.find((s) => s.key === 'apiToken') as Setting
   if (result.apiToken !== null && result.apiToken.length < 16) {
     throw new ConfigError(`${describe(tokenSetting)}: must be at least 16 characters to be a secret`)
+  }
+  if ((result.followCert === null) !== (result.followKey === null)) {
+    throw new ConfigError('settings "followCert" and "followKey" go together: set both or neither')
+  }
+  if (result.follow.length > 0 && result.metadata !== null) {
+    throw new ConfigError(
+      'settings "follow" and "metadata" exclude each other: a followed surrogate takes its metadata from its sources',
+    )
   }
   if ((result.tlsCert === null) !== (result.tlsKey === null)) {
     throw new ConfigError('settings "tlsCert" and "tlsKey" go together: set both or neither')

@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { CdniAuthz } from '../plugin/plugin.js'
+import type { Follower } from '../follow/follower.js'
 
 /** How a push ended: the `result` label of cdni_authz_push_total. */
 export type PushResult =
@@ -15,6 +16,7 @@ export type PushResult =
   | 'too_large'
   | 'unsupported_media_type'
   | 'storage_error'
+  | 'following'
 
 export interface ApiMetrics {
   /** The media type of `text()`. */
@@ -28,6 +30,7 @@ export interface ApiMetrics {
 export function createMetrics(
   authz: Pick<CdniAuthz, 'counts' | 'version' | 'summary'>,
   compileSeconds: () => number,
+  follower: Pick<Follower, 'counts'> | null = null,
 ): ApiMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
@@ -77,9 +80,57 @@ export function createMetrics(
       this.set({ kind: 'msisdn' }, summary?.msisdnPrefixes ?? 0)
     },
   })
+  if (follower !== null) followerMetrics(registry, follower)
   return {
     contentType: registry.contentType,
     countPush: (result) => pushes.inc({ result }),
     text: () => registry.metrics(),
   }
+}
+
+/** What the follower reports, per source. */
+function followerMetrics(registry: Registry, follower: Pick<Follower, 'counts'>): void {
+  new Counter({
+    name: 'cdni_authz_follow_polls_total',
+    help: 'Polls of each followed source, by result (changed, unchanged, refused, error)',
+    labelNames: ['source', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const { url, results } of follower.counts()) {
+        for (const [result, count] of Object.entries(results)) this.inc({ source: url, result }, count)
+      }
+    },
+  })
+  new Counter({
+    name: 'cdni_authz_follow_requests_total',
+    help: 'Requests to each followed source, by answer (modified: 200, not_modified: 304)',
+    labelNames: ['source', 'answer'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const { url, answers } of follower.counts()) {
+        this.inc({ source: url, answer: 'modified' }, answers.modified)
+        this.inc({ source: url, answer: 'not_modified' }, answers.notModified)
+      }
+    },
+  })
+  new Gauge({
+    name: 'cdni_authz_follow_seconds_since_success',
+    help: 'Seconds since each followed source was last fetched or revalidated (-1: never)',
+    labelNames: ['source'],
+    registers: [registry],
+    collect() {
+      for (const { url, sinceSuccess } of follower.counts()) this.set({ source: url }, sinceSuccess ?? -1)
+    },
+  })
+  new Gauge({
+    name: 'cdni_authz_follow_stale',
+    help: '1 while the metadata of a followed source is stale (its requests denied), else 0',
+    labelNames: ['source'],
+    registers: [registry],
+    collect() {
+      for (const { url, stale } of follower.counts()) this.set({ source: url }, stale ? 1 : 0)
+    },
+  })
 }

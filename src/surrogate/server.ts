@@ -18,7 +18,9 @@ import {
 } from 'fastify'
 import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
-import { buildApi, type LiveDocument } from './api.js'
+import { buildApi } from './api.js'
+import { Publisher, type LiveDocument } from './publisher.js'
+import { Follower } from '../follow/follower.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import type { Problem } from '../policy/model.js'
 import cdniAuthz, { hostOf } from '../plugin/plugin.js'
@@ -166,20 +168,46 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
       { cdniAuthz: { source, version: content.cdniAuthz.version, summary: prepared.compiled.summary } },
       'cdni-authz: policy loaded',
     )
-  } else {
+  } else if (config.follow.length === 0) {
     content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
   }
 
+  const publisher = new Publisher(content.cdniAuthz, store, content.log, live, refuse)
+  const follower =
+    config.follow.length === 0
+      ? null
+      : new Follower(
+          {
+            sources: config.follow,
+            token: config.followToken,
+            tls:
+              config.followCert === null && config.followCa === null
+                ? null
+                : {
+                    ...(config.followCert !== null && config.followKey !== null
+                      ? { cert: readPem(config.followCert, 'followCert'), key: readPem(config.followKey, 'followKey') }
+                      : {}),
+                    ...(config.followCa !== null ? { ca: readPem(config.followCa, 'followCa') } : {}),
+                  },
+            interval: config.followInterval,
+            maxStale: config.followMaxStale,
+            stateDir: config.stateDir,
+          },
+          publisher,
+          content.cdniAuthz,
+          content.log,
+        )
+  // Until its sources answer, a followed policy is served only while its kept caches are fresh.
+  await follower?.restore()
   const api = buildApi({
     authz: content.cdniAuthz,
-    store,
+    publisher,
     token: config.apiToken,
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeout,
     logger: content.log,
-    live,
     https,
-    refuse,
+    follower,
   })
   return {
     content,
@@ -187,10 +215,12 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     async listen() {
       const contentUrl = await content.listen({ host: config.host, port: config.port })
       const apiUrl = await api.listen({ host: config.apiHost, port: config.apiPort })
+      follower?.start()
       return { contentUrl, apiUrl }
     },
     async close() {
       closing = true
+      await follower?.close()
       await Promise.all([api.close(), content.close()])
     },
   }

@@ -64,7 +64,7 @@ async function makeDirectory(dir: string): Promise<void> {
 }
 
 /** Writes `name` whole or not at all; a failure (a full disk, say) leaves no temporary behind. */
-async function writeAtomically(dir: string, name: string, data: string): Promise<void> {
+export async function writeAtomically(dir: string, name: string, data: string): Promise<void> {
   const temporary = join(dir, `.${name}.${process.pid}.${++sequence}.tmp`)
   try {
     const file = await open(temporary, 'w', 0o600)

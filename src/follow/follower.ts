@@ -1,0 +1,423 @@
+/**
+ * Following the uCDN (RFC 8006 section 6): each source's tree is polled by HTTP caching rules,
+ * and a tree that changed goes the one way to the live policy (publisher.ts), assembled with the
+ * other sources' parts into one document: whole or not at all, the live policy kept otherwise.
+ *
+ * Section 6.2: metadata that is stale by HTTP caching rules and cannot be revalidated must not
+ * be served. A source's part is stale once every resource of it has not been revalidated within
+ * its freshness plus the allowance (the source's `stale-if-error`, or `followMaxStale` when
+ * longer); its hosts (all requests, for a document without hosts) are then denied with reason
+ * `metadata-stale`, until a revalidation succeeds.
+ *
+ * The caches and each source's accepted part are kept beside the document (`follow.json`), so a
+ * restart serves what is still fresh, and revalidates it with 304s rather than downloads.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createHash } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { Agent } from 'undici'
+import type { CdniAuthz } from '../plugin/plugin.js'
+import { MetadataRefusedError } from '../errors.js'
+import { normalizeHost } from '../policy/request-target.js'
+import { writeAtomically } from '../surrogate/state.js'
+import type { Publisher } from '../surrogate/publisher.js'
+import { DEFAULT_LIMITS, fetchTree, FetchError, type CachedResource, type TreeLimits } from './tree.js'
+
+export const FOLLOW_FILE = 'follow.json'
+
+export interface FollowerOptions {
+  /** URLs of the sources, in the order their parts are assembled. */
+  sources: string[]
+  token: string | null
+  /** Client certificate and key (mutual TLS, section 8), and the CAs the sources are checked against. */
+  tls: { cert?: Buffer; key?: Buffer; ca?: Buffer } | null
+  /** Freshness of a resource whose source gives none, and the poll interval it leads to, in ms. */
+  interval: number
+  /** Least time stale metadata is still served while it cannot be revalidated, in ms. */
+  maxStale: number
+  stateDir: string
+  limits?: Partial<TreeLimits>
+  /** The clock and the dice, for tests. */
+  now?: () => number
+  random?: () => number
+}
+
+/** How one poll of a source ended: the `result` label of cdni_authz_follow_fetches_total. */
+export type FetchResult = 'changed' | 'unchanged' | 'refused' | 'error'
+
+export interface SourceStatus {
+  url: string
+  lastSuccess: string | null
+  lastError: { at: string; message: string } | null
+  /** When its part went stale (requests of its hosts denied since), or null. */
+  staleSince: string | null
+  /** Until when its part is served without a revalidation, or null before the first. */
+  servedUntil: string | null
+  /** The hosts its part names, or `all` (a document without hosts). */
+  hosts: string[] | 'all'
+  resources: {
+    url: string
+    etag: string | null
+    lastModified: string | null
+    validatedAt: string
+    freshUntil: string
+  }[]
+}
+
+interface Source {
+  url: string
+  /** The last tree fetched: its resources, and its document assembled. */
+  cache: Map<string, CachedResource>
+  /** This source's part of the live document (its last tree accepted), or null. */
+  accepted: { document: unknown; text: string | null } | null
+  /** The assembled text last refused, so an unchanged refused tree is not compiled again. */
+  refused: string | null
+  /** When its accepted part goes stale without a revalidation (0: already). */
+  staleAt: number
+  staleSince: number | null
+  lastSuccess: number | null
+  lastError: { at: number; message: string } | null
+  failures: number
+  timer: NodeJS.Timeout | null
+  running: Promise<void> | null
+  results: Record<FetchResult, number>
+  /** Requests made, by answer. */
+  answers: { modified: number; notModified: number }
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+
+/** A part whose document names hosts, as HostMatch compares them; `all` for one that names none. */
+function hostsOf(document: unknown): string[] | 'all' {
+  const hosts = (document as { hosts?: unknown } | null)?.hosts
+  if (!Array.isArray(hosts)) return 'all'
+  return hosts.map((match) => {
+    const host = (match as { host?: unknown } | null)?.host
+    return typeof host === 'string' ? (normalizeHost(host) ?? host) : ''
+  })
+}
+
+export class Follower {
+  readonly sources: readonly string[]
+  private readonly state: Source[]
+  private readonly dispatcher: Agent
+  private readonly limits: TreeLimits
+  private readonly now: () => number
+  private readonly random: () => number
+  private staleTimer: NodeJS.Timeout | null = null
+  private closed = false
+  /** Whether the live document is one this follower assembled (or restored with its caches). */
+  private assembled = false
+
+  constructor(
+    private readonly options: FollowerOptions,
+    private readonly publisher: Publisher,
+    private readonly authz: CdniAuthz,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    this.sources = options.sources
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    this.now = options.now ?? Date.now
+    this.random = options.random ?? Math.random
+    this.dispatcher = new Agent({ connect: options.tls ?? {}, connections: this.limits.concurrency })
+    this.state = options.sources.map((url) => ({
+      url,
+      cache: new Map(),
+      accepted: null,
+      refused: null,
+      staleAt: 0,
+      staleSince: null,
+      lastSuccess: null,
+      lastError: null,
+      failures: 0,
+      timer: null,
+      running: null,
+      results: { changed: 0, unchanged: 0, refused: 0, error: 0 },
+      answers: { modified: 0, notModified: 0 },
+    }))
+  }
+
+  /**
+   * Takes up the caches kept with the live document, when they are about that document: its parts
+   * still fresh are served at once. Anything else leaves every source stale until its first fetch.
+   */
+  async restore(): Promise<void> {
+    const live = this.publisher.live
+    const file = await readFile(join(this.options.stateDir, FOLLOW_FILE), 'utf8').catch(() => null)
+    let saved: unknown = null
+    try {
+      saved = file === null ? null : JSON.parse(file)
+    } catch {
+      this.log.warn('cdni-authz: follow.json is damaged; every source is fetched afresh')
+    }
+    if (live !== null && isRecord(saved) && saved.document === sha256(live.text) && isRecord(saved.sources)) {
+      this.assembled = true
+      for (const source of this.state) {
+        const kept = saved.sources[source.url]
+        if (!isRecord(kept) || !Array.isArray(kept.resources) || !isRecord(kept.accepted)) continue
+        source.cache = new Map((kept.resources as CachedResource[]).map((resource) => [resource.url, resource]))
+        source.accepted = kept.accepted as Source['accepted']
+        source.staleAt = this.staleAt(source.cache)
+      }
+    }
+    this.updateStale()
+  }
+
+  /** Starts polling every source now. */
+  start(): void {
+    for (const source of this.state) this.schedule(source, 0)
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    for (const source of this.state) if (source.timer !== null) clearTimeout(source.timer)
+    if (this.staleTimer !== null) clearTimeout(this.staleTimer)
+    // In-flight requests end at once, and the polls they belong to with them.
+    await this.dispatcher.destroy()
+    await Promise.all(this.state.map((source) => source.running))
+  }
+
+  /** Why the surrogate is not ready (a source's part is stale), or null. */
+  notReady(): string | null {
+    const stale = this.state.filter((source) => source.staleSince !== null)
+    if (stale.length === 0) return null
+    return `followed metadata is stale (${stale.map((source) => source.url).join(', ')}): the requests it governs are denied until it is revalidated`
+  }
+
+  status(): SourceStatus[] {
+    return this.state.map((source) => ({
+      url: source.url,
+      lastSuccess: iso(source.lastSuccess),
+      lastError: source.lastError && { at: iso(source.lastError.at) as string, message: source.lastError.message },
+      staleSince: iso(source.staleSince),
+      servedUntil: source.accepted === null ? null : iso(source.staleAt),
+      hosts: source.accepted === null ? [] : hostsOf(source.accepted.document),
+      resources: [...source.cache.values()].map((resource) => ({
+        url: resource.url,
+        etag: (resource.policy.resh.etag as string | undefined) ?? null,
+        lastModified: (resource.policy.resh['last-modified'] as string | undefined) ?? null,
+        validatedAt: iso(resource.validatedAt) as string,
+        freshUntil: iso(resource.freshUntil) as string,
+      })),
+    }))
+  }
+
+  /** Counts for metrics, per source. */
+  counts(): {
+    url: string
+    results: Record<FetchResult, number>
+    answers: Source['answers']
+    sinceSuccess: number | null
+    stale: boolean
+  }[] {
+    const now = this.now()
+    return this.state.map((source) => ({
+      url: source.url,
+      results: source.results,
+      answers: source.answers,
+      sinceSuccess: source.lastSuccess === null ? null : (now - source.lastSuccess) / 1000,
+      stale: source.staleSince !== null,
+    }))
+  }
+
+  private schedule(source: Source, delay: number): void {
+    if (this.closed) return
+    source.timer = setTimeout(() => {
+      source.timer = null
+      source.running = this.poll(source).finally(() => {
+        source.running = null
+      })
+    }, delay)
+  }
+
+  /** When a part whose resources are `cache` goes stale without a revalidation. */
+  private staleAt(cache: ReadonlyMap<string, CachedResource>): number {
+    let at = Infinity
+    for (const resource of cache.values()) {
+      at = Math.min(at, resource.freshUntil + Math.max(resource.staleIfError, this.options.maxStale))
+    }
+    return at === Infinity ? 0 : at
+  }
+
+  private async poll(source: Source): Promise<void> {
+    try {
+      const tree = await fetchTree(source.url, source.cache, {
+        dispatcher: this.dispatcher,
+        token: this.options.token,
+        limits: this.limits,
+        interval: this.options.interval,
+        now: this.now,
+      })
+      source.answers.modified += tree.requests - tree.notModified
+      source.answers.notModified += tree.notModified
+      source.cache = tree.resources
+      const part = { document: tree.document, text: tree.rootText }
+      const changed = tree.changed || source.accepted === null
+      if (changed) await this.accept(source, part)
+      source.results[changed ? 'changed' : 'unchanged']++
+      source.lastSuccess = this.now()
+      source.failures = 0
+      source.staleAt = this.staleAt(source.cache)
+      if (source.staleSince !== null) {
+        this.log.info({ cdniAuthz: { source: source.url } }, 'cdni-authz: followed metadata revalidated; serving again')
+      }
+      source.staleSince = null
+      this.updateStale()
+      await this.save().catch((err: Error) => {
+        // Served all the same: a restart without it only fetches afresh.
+        this.log.warn({ err }, 'cdni-authz: could not keep the follow caches; a restart will fetch afresh')
+      })
+      // The next poll when the first resource reaches its refresh point (80% of its freshness),
+      // spread over the following tenth of it so that a fleet started together does not poll together.
+      let next = Infinity
+      for (const resource of source.cache.values()) {
+        const lifetime = resource.freshUntil - resource.validatedAt
+        next = Math.min(next, resource.validatedAt + lifetime * (0.8 + 0.1 * this.random()))
+      }
+      this.schedule(source, Math.max(100, next - this.now()))
+    } catch (err) {
+      const refused = err instanceof MetadataRefusedError
+      source.results[refused ? 'refused' : 'error']++
+      const message = describe(err)
+      source.lastError = { at: this.now(), message }
+      source.failures++
+      this.log.warn(
+        { cdniAuthz: { source: source.url, error: message, failures: source.failures } },
+        refused
+          ? 'cdni-authz: followed metadata refused; the live policy stays'
+          : 'cdni-authz: followed metadata not fetched',
+      )
+      if (!(err instanceof FetchError) && !refused && !(err instanceof AssemblyError)) {
+        this.log.error({ err }, 'cdni-authz: following failed')
+      }
+      this.updateStale()
+      // Exponential backoff with full jitter: a fleet whose source failed does not return together.
+      const cap = Math.min(this.options.interval, 1000 * 2 ** Math.min(source.failures, 20))
+      this.schedule(source, Math.max(100, this.random() * cap))
+    }
+  }
+
+  /** Publishes the document with `part` as this source's, the other sources' accepted parts beside it. */
+  private async accept(source: Source, part: NonNullable<Source['accepted']>): Promise<void> {
+    const text = this.assemble(source, part)
+    if (source.refused === text) {
+      throw new MetadataRefusedError(
+        [{ pointer: '', message: 'the source still serves the metadata refused before' }],
+        [],
+      )
+    }
+    if (this.publisher.live?.text === text) {
+      source.accepted = part
+      this.assembled = true
+      return
+    }
+    try {
+      const published = await this.publisher.publish(text)
+      this.log.info(
+        {
+          cdniAuthz: {
+            source: source.url,
+            version: published.version,
+            etag: published.etag,
+            summary: published.summary,
+          },
+        },
+        'cdni-authz: followed metadata changed',
+      )
+    } catch (err) {
+      if (err instanceof MetadataRefusedError) source.refused = text
+      throw err
+    }
+    source.accepted = part
+    source.refused = null
+    this.assembled = true
+  }
+
+  /** One document of every source's part: one source's as it is, or several HostIndexes merged. */
+  private assemble(source: Source, part: NonNullable<Source['accepted']>): string {
+    const parts = this.state.map((each) => (each === source ? part : each.accepted))
+    if (this.state.length === 1) return part.text ?? JSON.stringify(part.document)
+    const hosts: unknown[] = []
+    const named = new Map<string, string>()
+    this.state.forEach((each, i) => {
+      const document = parts[i]?.document
+      if (document === undefined) return
+      const names = hostsOf(document)
+      if (names === 'all') {
+        throw new AssemblyError(
+          `${each.url} serves no HostIndex; a document without hosts cannot share the policy with other sources`,
+        )
+      }
+      for (const name of names) {
+        const first = named.get(name)
+        if (first !== undefined) {
+          throw new AssemblyError(`host "${name}" is named by two sources: ${first} and ${each.url}`)
+        }
+        named.set(name, each.url)
+      }
+      hosts.push(...(document as { hosts: unknown[] }).hosts)
+    })
+    return JSON.stringify({ hosts })
+  }
+
+  /** Denies the hosts of every stale part, and wakes when the next part would go stale. */
+  private updateStale(): void {
+    const now = this.now()
+    let next = Infinity
+    const hosts: string[] = []
+    let all = false
+    for (const source of this.state) {
+      if (now < source.staleAt) {
+        next = Math.min(next, source.staleAt)
+        continue
+      }
+      if (source.staleSince === null) {
+        source.staleSince = now
+        this.log.error(
+          { cdniAuthz: { source: source.url, lastSuccess: iso(source.lastSuccess) } },
+          'cdni-authz: followed metadata is stale and cannot be revalidated; denying the requests it governs',
+        )
+      }
+      // A source without a part governs nothing of a document this follower assembled; of one
+      // restored without its caches, it may govern anything.
+      const governed = source.accepted !== null ? hostsOf(source.accepted.document) : this.assembled ? [] : 'all'
+      if (governed === 'all') all = true
+      else hosts.push(...governed)
+    }
+    this.authz.markStale(all ? 'all' : hosts)
+    if (this.staleTimer !== null) clearTimeout(this.staleTimer)
+    this.staleTimer = null
+    if (next !== Infinity && !this.closed) {
+      this.staleTimer = setTimeout(() => this.updateStale(), Math.min(next - now + 1, 2 ** 31 - 1))
+    }
+  }
+
+  private async save(): Promise<void> {
+    const live = this.publisher.live
+    if (live === null) return
+    const sources: Record<string, unknown> = {}
+    for (const source of this.state) {
+      if (source.accepted !== null) {
+        sources[source.url] = { resources: [...source.cache.values()], accepted: source.accepted }
+      }
+    }
+    await writeAtomically(this.options.stateDir, FOLLOW_FILE, JSON.stringify({ document: sha256(live.text), sources }))
+  }
+}
+
+export class AssemblyError extends Error {
+  override name = 'AssemblyError'
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+function describe(err: unknown): string {
+  if (err instanceof MetadataRefusedError) {
+    const first = err.errors[0]
+    return `refused: ${first?.pointer || '(document)'} ${first?.message ?? ''}`.trim()
+  }
+  return (err as Error).message
+}
