@@ -21,7 +21,8 @@ import type { CdniAuthz } from '../plugin/plugin.js'
 import { MetadataRefusedError } from '../errors.js'
 import { normalizeHost } from '../policy/request-target.js'
 import { writeAtomically } from '../surrogate/state.js'
-import type { Publisher } from '../surrogate/publisher.js'
+import type { LiveDocument, Publisher } from '../surrogate/publisher.js'
+import type { Problem } from '../policy/model.js'
 import { DEFAULT_LIMITS, fetchTree, FetchError, type CachedResource, type TreeLimits } from './tree.js'
 
 export const FOLLOW_FILE = 'follow.json'
@@ -71,8 +72,8 @@ interface Source {
   cache: Map<string, CachedResource>
   /** This source's part of the live document (its last tree accepted), or null. */
   accepted: { document: unknown; text: string | null } | null
-  /** The assembled text last refused, so an unchanged refused tree is not compiled again. */
-  refused: string | null
+  /** The assembled text last refused and why, so an unchanged refused tree is not compiled again. */
+  refused: { text: string; error: MetadataRefusedError } | null
   /** When its accepted part goes stale without a revalidation (0: already). */
   staleAt: number
   staleSince: number | null
@@ -110,6 +111,7 @@ export class Follower {
   private closed = false
   /** Whether the live document is one this follower assembled (or restored with its caches). */
   private assembled = false
+  private accepting: Promise<unknown> = Promise.resolve()
 
   constructor(
     private readonly options: FollowerOptions,
@@ -152,15 +154,20 @@ export class Follower {
     } catch {
       this.log.warn('cdni-authz: follow.json is damaged; every source is fetched afresh')
     }
-    if (live !== null && isRecord(saved) && saved.document === sha256(live.text) && isRecord(saved.sources)) {
+    if (live === null || !isRecord(saved) || saved.document !== sha256(live.text) || !isRecord(saved.sources)) {
+      this.updateStale()
+      return
+    }
+    // Every source's part, or none: a part missing leaves its hosts in the document unknown.
+    const parts = this.state.map((source) => (saved.sources as Record<string, unknown>)[source.url])
+    if (parts.every((kept) => isRecord(kept) && Array.isArray(kept.resources) && isRecord(kept.accepted))) {
       this.assembled = true
-      for (const source of this.state) {
-        const kept = saved.sources[source.url]
-        if (!isRecord(kept) || !Array.isArray(kept.resources) || !isRecord(kept.accepted)) continue
-        source.cache = new Map((kept.resources as CachedResource[]).map((resource) => [resource.url, resource]))
-        source.accepted = kept.accepted as Source['accepted']
+      this.state.forEach((source, i) => {
+        const kept = parts[i] as { resources: CachedResource[]; accepted: Source['accepted'] }
+        source.cache = new Map(kept.resources.map((resource) => [resource.url, resource]))
+        source.accepted = kept.accepted
         source.staleAt = this.staleAt(source.cache)
-      }
+      })
     }
     this.updateStale()
   }
@@ -254,7 +261,9 @@ export class Follower {
       source.answers.notModified += tree.notModified
       source.cache = tree.resources
       const part = { document: tree.document, text: tree.rootText }
-      const changed = tree.changed || source.accepted === null
+      // A tree refused before is tried again (and refused without a compile) until it changes:
+      // the source no longer serves the accepted part, so a 304 for it revalidates nothing.
+      const changed = tree.changed || source.accepted === null || source.refused !== null
       if (changed) await this.accept(source, part)
       source.results[changed ? 'changed' : 'unchanged']++
       source.lastSuccess = this.now()
@@ -299,15 +308,20 @@ export class Follower {
     }
   }
 
-  /** Publishes the document with `part` as this source's, the other sources' accepted parts beside it. */
-  private async accept(source: Source, part: NonNullable<Source['accepted']>): Promise<void> {
+  /**
+   * Publishes the document with `part` as this source's, the other sources' accepted parts beside
+   * it. One source at a time: each assembles from the parts the one before it left accepted.
+   */
+  private accept(source: Source, part: NonNullable<Source['accepted']>): Promise<void> {
+    const run = this.accepting.then(() => this.acceptNow(source, part))
+    this.accepting = run.catch(() => undefined)
+    return run
+  }
+
+  private async acceptNow(source: Source, part: NonNullable<Source['accepted']>): Promise<void> {
     const text = this.assemble(source, part)
-    if (source.refused === text) {
-      throw new MetadataRefusedError(
-        [{ pointer: '', message: 'the source still serves the metadata refused before' }],
-        [],
-      )
-    }
+    // The same tree as refused before: refused again for the same reasons, without a compile.
+    if (source.refused?.text === text) throw source.refused.error
     if (this.publisher.live?.text === text) {
       source.accepted = part
       this.assembled = true
@@ -327,7 +341,7 @@ export class Follower {
         'cdni-authz: followed metadata changed',
       )
     } catch (err) {
-      if (err instanceof MetadataRefusedError) source.refused = text
+      if (err instanceof MetadataRefusedError) source.refused = { text, error: err }
       throw err
     }
     source.accepted = part
@@ -375,10 +389,17 @@ export class Follower {
       }
       if (source.staleSince === null) {
         source.staleSince = now
-        this.log.error(
-          { cdniAuthz: { source: source.url, lastSuccess: iso(source.lastSuccess) } },
-          'cdni-authz: followed metadata is stale and cannot be revalidated; denying the requests it governs',
-        )
+        if (source.lastSuccess === null && source.accepted === null) {
+          this.log.info(
+            { cdniAuthz: { source: source.url } },
+            'cdni-authz: denying what this source governs until its first fetch',
+          )
+        } else {
+          this.log.error(
+            { cdniAuthz: { source: source.url, lastSuccess: iso(source.lastSuccess) } },
+            'cdni-authz: followed metadata is stale and cannot be revalidated; denying the requests it governs',
+          )
+        }
       }
       // A source without a part governs nothing of a document this follower assembled; of one
       // restored without its caches, it may govern anything.
@@ -395,8 +416,8 @@ export class Follower {
   }
 
   private async save(): Promise<void> {
-    const live = this.publisher.live
-    if (live === null) return
+    // Called after a success, so a document is live.
+    const live = this.publisher.live as LiveDocument
     const sources: Record<string, unknown> = {}
     for (const source of this.state) {
       if (source.accepted !== null) {
@@ -416,8 +437,8 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 
 function describe(err: unknown): string {
   if (err instanceof MetadataRefusedError) {
-    const first = err.errors[0]
-    return `refused: ${first?.pointer || '(document)'} ${first?.message ?? ''}`.trim()
+    const first = err.errors[0] as Problem
+    return `refused: ${first.pointer || '(document)'} ${first.message}`
   }
   return (err as Error).message
 }

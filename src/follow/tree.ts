@@ -102,8 +102,8 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 const isLink = (value: unknown): value is { href: unknown; type?: unknown } => isObject(value) && 'href' in value
 
 /** The ptype of an `application/cdni` media type, `json` for `application/json`, or null for anything else. */
-function payloadType(contentType: string | undefined): string | null {
-  if (contentType === undefined) return 'json'
+function payloadType(contentType: string | string[] | undefined): string | null {
+  if (typeof contentType !== 'string') return null
   const [essence = '', ...parameters] = contentType.split(';').map((part) => part.trim())
   const type = essence.toLowerCase()
   if (type === 'application/json') return 'json'
@@ -130,7 +130,8 @@ function freshness(policy: CachePolicy, headers: Record<string, string | string[
   // Only freshness the source states counts (max-age, Expires): a heuristic one from
   // Last-Modified would guess at how long the uCDN means its metadata to hold.
   const explicit = /(^|[\s,])max-age\s*=/i.test(cacheControl) || headers.expires !== undefined
-  const ttl = policy.timeToLive()
+  // Not timeToLive(), which adds the stale-if-error allowance to the freshness.
+  const ttl = (policy.maxAge() - policy.age()) * 1000
   return explicit && ttl > 0 ? ttl : null
 }
 
@@ -201,14 +202,17 @@ export async function fetchTree(
         headersTimeout: limits.timeout,
         bodyTimeout: limits.timeout,
       }).catch((err: Error) => {
-        throw new FetchError(url, `cannot be fetched: ${(err as { code?: string }).code ?? err.message}`)
+        throw new FetchError(url, `cannot be fetched: ${err.message}`)
       }),
     )
     const response = { status: answer.statusCode, headers: answer.headers }
     if (answer.statusCode === 304 && cached !== undefined && policyBefore !== null) {
       await answer.body.dump()
-      const { policy, modified } = policyBefore.revalidatedPolicy(asked, response)
-      if (modified) throw new FetchError(url, 'answered 304 for a representation other than the one held')
+      // `matches`: the 304 names the representation held (its strong ETag, or else its Last-Modified).
+      const { policy, matches } = policyBefore.revalidatedPolicy(asked, response) as CachePolicy.RevalidationPolicy & {
+        matches: boolean
+      }
+      if (!matches) throw new FetchError(url, 'answered 304 for a representation other than the one held')
       notModified++
       return remember(url, cached.body, policy, response.headers, context.now())
     }
@@ -216,13 +220,13 @@ export async function fetchTree(
       await answer.body.dump()
       throw new FetchError(url, `answered ${answer.statusCode}; a metadata resource must answer 200 or 304`)
     }
-    const type = payloadType(answer.headers['content-type'] as string | undefined)
+    const type = payloadType(answer.headers['content-type'])
     const expected = ptype ?? linkType
     if (type === null || (type !== 'json' && expected !== null && type.toLowerCase() !== expected.toLowerCase())) {
       await answer.body.dump()
       throw new FetchError(
         url,
-        `is ${String(answer.headers['content-type'])}, where ${expected === null ? 'CDNI metadata' : `${CDNI}; ptype=${expected}`} is expected`,
+        `is ${String(answer.headers['content-type'] ?? 'sent without a media type')}, where ${expected === null ? 'CDNI metadata' : `${CDNI}; ptype=${expected}`} is expected`,
       )
     }
     const body = await readBody(url, answer.body, Math.min(limits.resourceBytes, limits.treeBytes - bytes))
@@ -393,7 +397,7 @@ async function readBody(url: string, body: Dispatcher.ResponseData['body'], limi
     }
   } catch (err) {
     if (err instanceof FetchError) throw err
-    throw new FetchError(url, `broke off: ${(err as { code?: string }).code ?? (err as Error).message}`)
+    throw new FetchError(url, `broke off: ${(err as Error).message}`)
   }
   return Buffer.concat(chunks).toString('utf8')
 }

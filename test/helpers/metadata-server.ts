@@ -18,7 +18,14 @@ export interface Resource {
   status?: number
   /** Milliseconds before the answer. */
   delay?: number
+  /** In place of the media type the ptype makes; '' sends none. */
   contentType?: string
+  /** No ETag: revalidated by Last-Modified alone. */
+  noEtag?: boolean
+  /** Headers sent with a `status` answer. */
+  headers?: Record<string, string>
+  /** Sends the headers and half the body, then drops the connection. */
+  truncate?: boolean
 }
 
 export interface MetadataServer {
@@ -26,6 +33,8 @@ export interface MetadataServer {
   resources: Map<string, Resource>
   /** Every request: path, and the answer's status. */
   requests: { path: string; status: number; headers: http.IncomingHttpHeaders }[]
+  /** The most requests it has had in flight at once. */
+  mostInFlight: number
   /** Answers every request with this status while set (a uCDN in trouble). */
   failWith: number | null
   set(path: string, resource: Resource | unknown): void
@@ -43,6 +52,9 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
   const handler = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     const path = (request.url ?? '/').split('?')[0] as string
     const resource = resources.get(path)
+    inFlight++
+    self.mostInFlight = Math.max(self.mostInFlight, inFlight)
+    response.on('close', () => inFlight--)
     const answer = (status: number, headers: Record<string, string> = {}, body = ''): void => {
       requests.push({ path, status, headers: request.headers })
       const send = () => {
@@ -55,30 +67,39 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
     }
     if (self.failWith !== null) return answer(self.failWith)
     if (resource === undefined) return answer(404)
-    if (resource.status !== undefined) return answer(resource.status)
-    const etag = etagOf(resource.body)
-    const headers: Record<string, string> = {
-      etag,
-      'content-type':
-        resource.contentType ??
-        (resource.ptype === null || resource.ptype === undefined
-          ? 'application/json'
-          : `application/cdni; ptype=${resource.ptype}`),
+    if (resource.status !== undefined) return answer(resource.status, resource.headers)
+    if (resource.truncate === true) {
+      requests.push({ path, status: 200, headers: request.headers })
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': String(resource.body.length) })
+      response.write(resource.body.slice(0, resource.body.length >> 1), () => response.destroy())
+      return
     }
+    const etag = etagOf(resource.body)
+    const headers: Record<string, string> = resource.noEtag === true ? {} : { etag }
+    const type =
+      resource.contentType ??
+      (resource.ptype === null || resource.ptype === undefined
+        ? 'application/json'
+        : `application/cdni; ptype=${resource.ptype}`)
+    if (type !== '') headers['content-type'] = type
     if (resource.cacheControl !== undefined) headers['cache-control'] = resource.cacheControl
     if (resource.lastModified !== undefined) headers['last-modified'] = resource.lastModified
-    if (request.headers['if-none-match'] === etag) return answer(304, headers)
+    if (resource.noEtag !== true && request.headers['if-none-match'] === etag) return answer(304, headers)
+    const since = request.headers['if-modified-since']
+    if (resource.noEtag === true && since !== undefined && since === resource.lastModified) return answer(304, headers)
     answer(200, headers, resource.body)
   }
   server = http.createServer(handler)
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
   const bound = (server.address() as AddressInfo).port
   let open = true
+  let inFlight = 0
   const self: MetadataServer = {
     url: `http://127.0.0.1:${bound}`,
     resources,
     requests,
     failWith: null,
+    mostInFlight: 0,
     set(path, resource) {
       resources.set(
         path,
