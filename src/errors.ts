@@ -70,3 +70,30 @@ export const NoMetadataError = createError('FST_CDNI_NO_METADATA', 'no metadata 
 
 /** /readyz while no policy is loaded. */
 export const NotReadyError = createError('FST_CDNI_NOT_READY', 'no policy loaded yet', 503)
+
+/** Why a snapshot was not used (docs/ARCHITECTURE.md, "Snapshot format"). */
+export type SnapshotRefusal =
+  | 'unreadable'
+  | 'truncated'
+  | 'magic'
+  | 'format-version'
+  | 'byte-order'
+  | 'checksum'
+  | 'malformed'
+  | 'document'
+  | 'build'
+  | 'context'
+
+const SnapshotRefusedBase = createError('FST_CDNI_SNAPSHOT_REFUSED', 'policy snapshot refused (%s): %s', 500)
+
+/** A compiled-policy snapshot that will not be served; compile the document instead. */
+export class SnapshotError extends SnapshotRefusedBase {
+  constructor(
+    readonly reason: SnapshotRefusal,
+    detail: string,
+    options?: { cause: unknown },
+  ) {
+    super(reason, detail, ...(options === undefined ? [] : [options]))
+    this.name = 'SnapshotError'
+  }
+}
