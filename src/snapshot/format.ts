@@ -110,7 +110,9 @@ export function encodeSnapshot(value: unknown, header: SnapshotHeader): Uint8Arr
     if (ArrayBuffer.isView(item)) {
       const array = item as AnyTypedArray
       const kind = KINDS.indexOf(array.constructor as TypedArrayKind)
-      if (kind <= LAST_INTEGER_KIND && array.length <= INLINE_MAX) return { $: 't', k: kind, v: Array.from(array as Uint32Array) }
+      if (kind <= LAST_INTEGER_KIND && array.length <= INLINE_MAX) {
+        return { $: 't', k: kind, v: Array.from(array as Uint32Array) }
+      }
       sections.push(array)
       return { $: 't', k: kind, s: sections.length }
     }
@@ -180,7 +182,11 @@ function countReferences(value: unknown): Map<object, number> {
  * Lays out a skeleton and its sections as a file (see the layout at the top). Separate from
  * encodeSnapshot so that tests can write a skeleton the encoder never would.
  */
-export function assembleSnapshot(skeleton: string, sections: readonly AnyTypedArray[], header: SnapshotHeader): Uint8Array {
+export function assembleSnapshot(
+  skeleton: string,
+  sections: readonly AnyTypedArray[],
+  header: SnapshotHeader,
+): Uint8Array {
   const json = Buffer.from(skeleton, 'utf8')
   const all: ArrayBufferView[] = [json, ...sections]
   const offsets: number[] = []

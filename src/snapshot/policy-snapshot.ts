@@ -62,13 +62,22 @@ export function buildFingerprint(): Uint8Array {
     .filter((name) => name.endsWith(extension) && !name.includes('node_modules'))
     .sort()
   const hash = createHash('sha256')
-  for (const name of modules) hash.update(`${name}\0`).update(readFileSync(join(root, name))).update('\0')
+  for (const name of modules) {
+    hash
+      .update(`${name}\0`)
+      .update(readFileSync(join(root, name)))
+      .update('\0')
+  }
   fingerprint = hash.digest()
   return fingerprint
 }
 
 /** The snapshot of a compiled site: the file's bytes. */
-export function encodePolicySnapshot(site: CompiledSite, version: number, identity: PolicySnapshotIdentity): Uint8Array {
+export function encodePolicySnapshot(
+  site: CompiledSite,
+  version: number,
+  identity: PolicySnapshotIdentity,
+): Uint8Array {
   return encodeSnapshot(
     { context: contextKey(identity.context), site },
     { version, document: documentDigest(identity.etag), build: buildFingerprint() },
