@@ -7,6 +7,7 @@ import { cpus } from 'node:os'
 const here = new URL('.', import.meta.url)
 const suites = [
   { name: 'compile 1M IPv4 + 200k IPv6', script: 'compile.js', flags: ['--expose-gc'] },
+  { name: 'snapshot 1M IPv4 + 200k IPv6', script: 'snapshot.js' },
   ...[1000, 100000, 1000000].map((size) => ({
     name: `peers IPv4 ${size.toLocaleString('en')}`,
     script: 'peers.js',

@@ -77,3 +77,30 @@ export const FollowingError = createError(
   'this surrogate follows %s; its policy changes only there',
   409,
 )
+
+/** Why a snapshot was not used (docs/ARCHITECTURE.md, "Snapshot format"). */
+export type SnapshotRefusal =
+  | 'unreadable'
+  | 'truncated'
+  | 'magic'
+  | 'format-version'
+  | 'byte-order'
+  | 'checksum'
+  | 'malformed'
+  | 'document'
+  | 'build'
+  | 'context'
+
+const SnapshotRefusedBase = createError('FST_CDNI_SNAPSHOT_REFUSED', 'policy snapshot refused (%s): %s', 500)
+
+/** A compiled-policy snapshot that will not be served; compile the document instead. */
+export class SnapshotError extends SnapshotRefusedBase {
+  constructor(
+    readonly reason: SnapshotRefusal,
+    detail: string,
+    options?: { cause: unknown },
+  ) {
+    super(reason, detail, ...(options === undefined ? [] : [options]))
+    this.name = 'SnapshotError'
+  }
+}

@@ -65,6 +65,7 @@ t.test('temporaries a killed writer left behind are cleared at start, even befor
   const dir = t.testdir({
     '.state.json.123.1.tmp': '{"ver',
     '.metadata.json.123.2.tmp': '{"deliv',
+    '.metadata.snapshot.123.3.tmp': 'CDNISNAP',
     'other.tmp': 'kept',
   })
   t.equal(await new StateStore(dir).read(), null)

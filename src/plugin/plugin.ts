@@ -27,7 +27,8 @@ import type { Problem } from '../policy/model.js'
 import { maskMsisdn } from '../facts/msisdn.js'
 import { normalizeOptions } from './options.js'
 import { PolicyCompiler } from '../worker/client.js'
-import { compileMetadata, type PreparedPolicy, type RefusedPolicy } from '../load/prepare.js'
+import { compileMetadata, etagOf, type PreparedPolicy, type RefusedPolicy } from '../load/prepare.js'
+import { readPolicySnapshot, writePolicySnapshot } from '../snapshot/policy-snapshot.js'
 import { canonicalPath, normalizeHost, requestHost } from '../policy/request-target.js'
 import {
   explainSite,
@@ -115,6 +116,21 @@ export interface CdniAuthz {
   prepare(text: string): Promise<PreparedPolicy | RefusedPolicy>
   /** Swaps a prepared policy in, in one assignment. `version` continues a persisted count. */
   commit(prepared: PreparedPolicy, version?: number): UpdateResult
+  /**
+   * Writes the live policy, compiled, to `path` (atomically: a temporary beside it, synced, then
+   * renamed), with its document's SHA-256 and its version, for `loadSnapshot` in another process
+   * of the same release. Needs a live policy loaded from text (`prepare`, or `update` with a
+   * string); returns the file's size in bytes.
+   */
+  writeSnapshot(path: string): Promise<number>
+  /**
+   * Swaps in the policy of the snapshot at `path`, with the version it was written with, if it
+   * was compiled from `document` (its text, or its ETag as `prepare` gives it) by this release
+   * under the same options. Throws a SnapshotError otherwise (corrupt, truncated, another
+   * format version, another document, or no file): the live policy stays, and the caller
+   * compiles the document instead. Warnings were given where the document was compiled.
+   */
+  loadSnapshot(path: string, document: string | { etag: string }): Promise<UpdateResult>
   /** Decisions since start, for metrics. */
   readonly counts: DecisionCounts
   /** The country and AS databases in use. */
@@ -206,6 +222,8 @@ const newSelectionCache = (): SelectionCache =>
 interface LiveState {
   readonly site: CompiledSite
   readonly version: number
+  /** ETag of the document text it was compiled from; null for one given parsed to update(). */
+  readonly etag: string | null
   /** Host and path selections, for a site of hosts; a catch-all site needs none. */
   readonly selections: SelectionCache | null
   /** Region bitsets of the largest policy, reused by every request. */
@@ -216,10 +234,11 @@ interface LiveState {
   readonly needAsn: boolean
 }
 
-function liveState(site: CompiledSite, version: number): LiveState {
+function liveState(site: CompiledSite, version: number, etag: string | null): LiveState {
   return {
     site,
     version,
+    etag,
     selections: site.catchAll === null ? newSelectionCache() : null,
     scratch: new Uint32Array(site.words),
     needCountry: site.policies.some((p) => p.used[COUNTRY_FIELD] === true),
@@ -310,8 +329,13 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     return peer
   }
 
-  const swap = (site: CompiledSite, warnings: Problem[], nextVersion = (live?.version ?? 0) + 1): UpdateResult => {
-    live = liveState(site, nextVersion)
+  const swap = (
+    site: CompiledSite,
+    etag: string | null,
+    warnings: Problem[],
+    nextVersion = (live?.version ?? 0) + 1,
+  ): UpdateResult => {
+    live = liveState(site, nextVersion, etag)
     for (const warning of warnings) fastify.log.warn({ cdniAuthz: { warning } }, 'cdni-authz: metadata warning')
     return { version: nextVersion, warnings, summary: site.summary }
   }
@@ -325,7 +349,7 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     }
     const result = compileMetadata(value, context)
     if (!result.ok) throw new InvalidMetadataError(result.errors, result.warnings)
-    return swap(result.compiled, result.warnings)
+    return swap(result.compiled, typeof doc === 'string' ? etagOf(doc) : null, result.warnings)
   }
 
   fastify.decorate('cdniAuthz', {
@@ -353,7 +377,22 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
       return compiler.prepare(text, context)
     },
     commit(prepared: PreparedPolicy, nextVersion?: number) {
-      return swap(prepared.compiled, prepared.warnings, nextVersion)
+      return swap(prepared.compiled, prepared.etag, prepared.warnings, nextVersion)
+    },
+    async writeSnapshot(path: string) {
+      const state = live
+      if (state?.etag == null) {
+        throw new Error(
+          state === null
+            ? 'cdni-authz: no policy is live to snapshot'
+            : 'cdni-authz: the live policy was given to update() parsed; a snapshot needs the document text',
+        )
+      }
+      return writePolicySnapshot(path, state.site, state.version, { etag: state.etag, context })
+    },
+    async loadSnapshot(path: string, document: string | { etag: string }) {
+      const snapshot = await readPolicySnapshot(path, document, context)
+      return swap(snapshot.site, snapshot.etag, [], snapshot.version)
     },
     counts,
     get databases() {

@@ -18,6 +18,8 @@ import { dirname, join, resolve } from 'node:path'
 
 export const DOCUMENT_FILE = 'metadata.json'
 export const STATE_FILE = 'state.json'
+/** The compiled policy of the document beside it (src/snapshot/policy-snapshot.ts). */
+export const SNAPSHOT_FILE = 'metadata.snapshot'
 
 export class StateError extends Error {
   override name = 'StateError'
@@ -29,7 +31,7 @@ export interface StoredState {
 }
 
 let sequence = 0
-const TEMPORARY = /^\.(metadata|state)\.json\.\d+\.\d+\.tmp$/
+const TEMPORARY = /^\.(metadata\.json|state\.json|metadata\.snapshot)\.\d+\.\d+\.tmp$/
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
 
@@ -64,7 +66,7 @@ async function makeDirectory(dir: string): Promise<void> {
 }
 
 /** Writes `name` whole or not at all; a failure (a full disk, say) leaves no temporary behind. */
-export async function writeAtomically(dir: string, name: string, data: string): Promise<void> {
+export async function writeAtomically(dir: string, name: string, data: string | Uint8Array): Promise<void> {
   const temporary = join(dir, `.${name}.${process.pid}.${++sequence}.tmp`)
   try {
     const file = await open(temporary, 'w', 0o600)
