@@ -145,6 +145,16 @@ t.test('every bad value is refused with the setting and every way to set it', as
     [{ file: join(dir, 'broken.json') }, /config file .*broken\.json/],
     [{ file: join(dir, 'unknown.json') }, /unknown setting "listen"/],
     [{ file: join(dir, 'nowhere.json') }, /config file .*nowhere\.json/],
+    [{ flags: { root: 'x', follow: ['ftp://u'] } }, /setting "follow" .*flag --follow\): must be a list of http/],
+    [{ env: { CDNI_FOLLOW: ' ' }, flags: { root: 'x' } }, /"follow".*must be a list of http/],
+    [{ flags: { root: 'x', follow: ['http://u/a', 'http://u/a'] } }, /"follow".*names one URL twice/],
+    [
+      { flags: { root: 'x', follow: ['http://u/a'], metadata: 'm.json' } },
+      /"follow" and "metadata" exclude each other/,
+    ],
+    [{ flags: { root: 'x', 'follow-cert': 'c.pem' } }, /"followCert" and "followKey" go together/],
+    [{ flags: { root: 'x', 'follow-max-stale': '-1' } }, /"followMaxStale".*0–604800000/],
+    [{ flags: { root: 'x', 'follow-token-file': 'missing.txt' } }, /"followToken".*cannot read missing\.txt/],
   ]
   for (const [patch, message] of cases) {
     t.throws(() => loadConfig(sources(patch)), { name: 'ConfigError', message }, String(message))
@@ -167,6 +177,30 @@ t.test('every bad value is refused with the setting and every way to set it', as
     { message: /"port".*got "80"/ },
     'the file takes JSON numbers, not strings',
   )
+})
+
+t.test('followed sources: repeated flags, space-separated env, a token from a file', async (t) => {
+  const flags = loadConfig(
+    sources({
+      flags: { root: 'x', follow: ['http://a.example/index', 'https://b.example/i'], 'follow-token-file': 'token.txt' },
+    }),
+  )
+  t.same(flags.follow, ['http://a.example/index', 'https://b.example/i'])
+  t.equal(flags.followToken, 'file-token-0123456789abcdef')
+  t.same(
+    loadConfig(sources({ env: { CDNI_FOLLOW: 'http://a.example/x  http://b.example/y' }, flags: { root: 'x' } }))
+      .follow,
+    ['http://a.example/x', 'http://b.example/y'],
+  )
+  writeFileSync(
+    join(dir, 'follow.json'),
+    JSON.stringify({ root: 'x', follow: ['http://a.example/x'], followMaxStale: 0 }),
+  )
+  t.match(loadConfig(sources({ file: join(dir, 'follow.json') })), {
+    follow: ['http://a.example/x'],
+    followMaxStale: 0,
+    followInterval: 30_000,
+  })
 })
 
 t.test('the settings handed to the plugin are checked as the plugin checks them, and a bad one is named', async (t) => {

@@ -1,6 +1,11 @@
 import t from 'tap'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { TLSSocket } from 'node:tls'
 import type { Test } from 'tap'
 import { AUTH, config, rawGet, start, type Running } from './helpers/surrogate.js'
 import { metadataServer, type MetadataServer } from './helpers/metadata-server.js'
@@ -102,6 +107,7 @@ t.test('pushes answer 409 naming the source; GET serves the followed document', 
   t.equal(await doc.text(), text, 'as the source sent it')
   t.equal(await get(s), 200, 'the push changed nothing')
   t.equal((await fetch(`${s.apiUrl}/cdni/status`)).status, 401, 'the status needs the token')
+  t.match(await fetch(`${s.apiUrl}/metrics`).then((r) => r.text()), /cdni_authz_push_total\{result="following"\} 1/)
 })
 
 t.test(
@@ -348,5 +354,98 @@ t.test('two sources: one serving no HostIndex is refused', async (t) => {
   t.ok(
     await until(async () => /^refused: \/hosts\/\d/.test((await status(s)).following[1].lastError?.message ?? '')),
     JSON.stringify((await status(s)).following[1]),
+  )
+})
+
+t.test('mutual TLS: the client certificate is presented, the source checked against the CA given', async (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'cdni-mtls-'))
+  const path = (name: string) => join(base, name)
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' })
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    path('ca.key'),
+    '-out',
+    path('ca.pem'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=test CA',
+  )
+  for (const [name, extension] of [
+    ['server', 'subjectAltName=IP:127.0.0.1'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    openssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      path(`${name}.key`),
+      '-out',
+      path(`${name}.csr`),
+      '-subj',
+      `/CN=${name}`,
+    )
+    writeFileSync(path(`${name}.ext`), extension)
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      path(`${name}.csr`),
+      '-CA',
+      path('ca.pem'),
+      '-CAkey',
+      path('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      path(`${name}.pem`),
+      '-days',
+      '1',
+      '-extfile',
+      path(`${name}.ext`),
+    )
+  }
+  const peers: string[] = []
+  const server = https.createServer(
+    {
+      key: readFileSync(path('server.key')),
+      cert: readFileSync(path('server.pem')),
+      ca: readFileSync(path('ca.pem')),
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (request, response) => {
+      peers.push(String((request.socket as TLSSocket).getPeerCertificate().subject.CN))
+      response.writeHead(200, { 'content-type': 'application/cdni; ptype=MI.HostIndex' })
+      response.end(JSON.stringify(hostIndex(HOST, CLIENT)))
+    },
+  )
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/index`
+  const s = await follower(t, [url], {
+    followCert: path('client.pem'),
+    followKey: path('client.key'),
+    followCa: path('ca.pem'),
+  })
+  t.ok(await until(async () => (await get(s)) === 200))
+  t.equal(peers[0], 'client')
+  const without = await follower(t, [url], { followCa: path('ca.pem') })
+  t.ok(await until(async () => (await status(without)).following[0].lastError !== null))
+  t.equal(await get(without), 403, 'no certificate, no metadata')
+  const untrusted = await follower(t, [url], { followCert: path('client.pem'), followKey: path('client.key') })
+  t.ok(
+    await until(async () => /certificate/i.test((await status(untrusted)).following[0].lastError?.message ?? '')),
+    'the source is checked',
   )
 })
