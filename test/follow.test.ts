@@ -94,6 +94,18 @@ t.test('an unchanged tree costs 304s and no compile; a change is live within a p
   t.equal(await version(s), 2)
 })
 
+t.test('public output names a source without its query, which may carry a credential', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', { body: JSON.stringify(hostIndex(HOST, CLIENT)), ptype: 'MI.HostIndex' })
+  const s = await follower(t, [`${origin.url}/index?key=secret-of-the-ucdn`])
+  t.ok(await until(async () => (await get(s)) === 200))
+  origin.failWith = 500
+  t.ok(await until(async () => (await readyz(s)).status === 503, 6000))
+  const open = (await readyz(s)).body + (await fetch(`${s.apiUrl}/metrics`).then((r) => r.text()))
+  t.match(open, `${origin.url}/index`)
+  t.notMatch(open, 'secret-of-the-ucdn')
+})
+
 t.test('pushes answer 409 naming the source; GET serves the followed document', async (t) => {
   const origin = await metadataServer(t)
   const text = JSON.stringify(hostIndex(HOST, CLIENT))

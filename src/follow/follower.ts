@@ -87,6 +87,15 @@ interface Source {
   answers: { modified: number; notModified: number }
 }
 
+/**
+ * A source as public output names it (/metrics and /readyz answer without the token): scheme,
+ * host and path, never a query, which may carry a credential of the uCDN's.
+ */
+const publicName = (url: string): string => {
+  const { origin, pathname } = new URL(url)
+  return `${origin}${pathname}`
+}
+
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
 
@@ -190,7 +199,7 @@ export class Follower {
   notReady(): string | null {
     const stale = this.state.filter((source) => source.staleSince !== null)
     if (stale.length === 0) return null
-    return `followed metadata is stale (${stale.map((source) => source.url).join(', ')}): the requests it governs are denied until it is revalidated`
+    return `followed metadata is stale (${stale.map((source) => publicName(source.url)).join(', ')}): the requests it governs are denied until it is revalidated`
   }
 
   status(): SourceStatus[] {
@@ -221,7 +230,7 @@ export class Follower {
   }[] {
     const now = this.now()
     return this.state.map((source) => ({
-      url: source.url,
+      url: publicName(source.url),
       results: source.results,
       answers: source.answers,
       sinceSuccess: source.lastSuccess === null ? null : (now - source.lastSuccess) / 1000,

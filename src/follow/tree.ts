@@ -201,6 +201,9 @@ export async function fetchTree(
         dispatcher: context.dispatcher,
         headersTimeout: limits.timeout,
         bodyTimeout: limits.timeout,
+        // A whole answer within three times the wait for one chunk: a source dripping a byte at a
+        // time cannot hold a poll for longer.
+        signal: AbortSignal.timeout(limits.timeout * 3),
       }).catch((err: Error) => {
         throw new FetchError(url, `cannot be fetched: ${err.message}`)
       }),

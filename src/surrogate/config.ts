@@ -382,6 +382,9 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
         if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
           fail('must be a list of http:// or https:// URLs')
         }
+        if (url?.username !== '' || url.password !== '') {
+          fail('must not hold credentials (user:password@): set followToken, or a client certificate')
+        }
         return (url as URL).href
       })
       if (new Set(urls).size !== urls.length) fail('names one URL twice')

@@ -26,6 +26,8 @@ export interface Resource {
   headers?: Record<string, string>
   /** Sends the headers and half the body, then drops the connection. */
   truncate?: boolean
+  /** Sends the body one byte every this many milliseconds. */
+  drip?: number
 }
 
 export interface MetadataServer {
@@ -68,6 +70,16 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
     if (self.failWith !== null) return answer(self.failWith)
     if (resource === undefined) return answer(404)
     if (resource.status !== undefined) return answer(resource.status, resource.headers)
+    if (resource.drip !== undefined) {
+      requests.push({ path, status: 200, headers: request.headers })
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': String(resource.body.length) })
+      let sent = 0
+      const timer = setInterval(() => {
+        if (response.destroyed || sent === resource.body.length) return clearInterval(timer)
+        response.write(resource.body[sent++] as string)
+      }, resource.drip)
+      return
+    }
     if (resource.truncate === true) {
       requests.push({ path, status: 200, headers: request.headers })
       response.writeHead(200, { 'content-type': 'application/json', 'content-length': String(resource.body.length) })
