@@ -40,8 +40,8 @@ t.test('a cached tree is revalidated with its validators, and 304s change nothin
     ptype: 'MI.HostMatch',
     lastModified: 'Mon, 01 Jun 2026 00:00:00 GMT',
   })
-  const first = await fetchTree(`${origin.url}/index`, new Map(), context(), 0)
-  const second = await fetchTree(`${origin.url}/index`, first.resources, context(), 0)
+  const first = await fetchTree(`${origin.url}/index`, new Map(), context(), true)
+  const second = await fetchTree(`${origin.url}/index`, first.resources, context(), true)
   t.equal(second.changed, false)
   t.equal(second.requests, 2)
   t.equal(second.notModified, 2)
@@ -51,7 +51,7 @@ t.test('a cached tree is revalidated with its validators, and 304s change nothin
   )
   t.equal(origin.requests.at(-1)?.headers['if-modified-since'], 'Mon, 01 Jun 2026 00:00:00 GMT')
   origin.set('/h', { body: JSON.stringify(match('two.example')), ptype: 'MI.HostMatch' })
-  const third = await fetchTree(`${origin.url}/index`, second.resources, context(), 0)
+  const third = await fetchTree(`${origin.url}/index`, second.resources, context(), true)
   t.equal(third.changed, true)
   t.equal(third.notModified, 1)
   t.match(third.document, { hosts: [{ host: 'two.example' }] })
@@ -149,7 +149,7 @@ t.test('a resource that goes backwards (an older Last-Modified) is refused', asy
     body: JSON.stringify({ hosts: [match('old.example')] }),
     lastModified: 'Mon, 01 Jun 2026 00:00:00 GMT',
   })
-  await t.rejects(fetchTree(`${origin.url}/index`, first.resources, context(), 0), /went backwards/)
+  await t.rejects(fetchTree(`${origin.url}/index`, first.resources, context(), true), /went backwards/)
 })
 
 t.test('the token goes to the source, in Authorization', async (t) => {
@@ -191,7 +191,7 @@ t.test('a 304 for another representation than the one held fails the fetch', asy
   const first = await fetchTree(`${origin.url}/index`, new Map(), context())
   origin.set('/index', { body: '', status: 304, headers: { etag: '"another"' } })
   await t.rejects(
-    fetchTree(`${origin.url}/index`, first.resources, context(), 0),
+    fetchTree(`${origin.url}/index`, first.resources, context(), true),
     /answered 304 for a representation other than/,
   )
 })

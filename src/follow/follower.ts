@@ -23,7 +23,7 @@ import { normalizeHost } from '../policy/request-target.js'
 import { writeAtomically } from '../surrogate/state.js'
 import type { LiveDocument, Publisher } from '../surrogate/publisher.js'
 import type { Problem } from '../policy/model.js'
-import { DEFAULT_LIMITS, fetchTree, FetchError, type CachedResource, type TreeLimits } from './tree.js'
+import { DEFAULT_LIMITS, fetchTree, FetchError, refreshPoint, type CachedResource, type TreeLimits } from './tree.js'
 
 export const FOLLOW_FILE = 'follow.json'
 
@@ -287,13 +287,9 @@ export class Follower {
         // Served all the same: a restart without it only fetches afresh.
         this.log.warn({ err }, 'cdni-authz: could not keep the follow caches; a restart will fetch afresh')
       })
-      // The next poll when the first resource reaches its refresh point (80% of its freshness),
-      // spread over the following tenth of it so that a fleet started together does not poll together.
+      // The next poll when the first resource reaches its refresh point.
       let next = Infinity
-      for (const resource of source.cache.values()) {
-        const lifetime = resource.freshUntil - resource.validatedAt
-        next = Math.min(next, resource.validatedAt + lifetime * (0.8 + 0.1 * this.random()))
-      }
+      for (const resource of source.cache.values()) next = Math.min(next, refreshPoint(resource, this.random()))
       this.schedule(source, Math.max(100, next - this.now()))
     } catch (err) {
       const refused = err instanceof MetadataRefusedError

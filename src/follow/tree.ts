@@ -158,15 +158,26 @@ class Gate {
 }
 
 /**
+ * When a resource is revalidated: after 80% of its freshness, spread over the next tenth by
+ * `jitter` (0 to 1) so that a fleet started together does not poll together, and no later than
+ * half its freshness or 5 s before it runs out, so that a slow answer or a busy machine still
+ * revalidates it in time.
+ */
+export function refreshPoint(resource: CachedResource, jitter: number): number {
+  const lifetime = resource.freshUntil - resource.validatedAt
+  return resource.validatedAt + Math.min(lifetime * (0.8 + 0.1 * jitter), lifetime - Math.min(5000, lifetime / 2))
+}
+
+/**
  * Fetches the tree at `root`, reusing and revalidating `cache` (not changed: the result carries
- * the new cache). Resources whose refresh point has not come are used without a request; `refresh`
- * is the fraction of its freshness after which a resource is revalidated.
+ * the new cache). Resources whose refresh point has not come are used without a request, unless
+ * `revalidateAll`.
  */
 export async function fetchTree(
   root: string,
   cache: ReadonlyMap<string, CachedResource>,
   context: FetchContext,
-  refresh = 0.8,
+  revalidateAll = false,
 ): Promise<TreeResult> {
   const { limits } = context
   const origin = new URL(root).origin
@@ -185,7 +196,7 @@ export async function fetchTree(
   const load = async (url: string, ptype: string | null, linkType: string | null): Promise<CachedResource> => {
     const cached = cache.get(url)
     const now = context.now()
-    if (cached !== undefined && now < cached.validatedAt + (cached.freshUntil - cached.validatedAt) * refresh) {
+    if (cached !== undefined && !revalidateAll && now < refreshPoint(cached, 0)) {
       return cached
     }
     const headers: Record<string, string> = { accept: acceptFor(ptype ?? linkType) }

@@ -1,0 +1,95 @@
+import t from 'tap'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { config, start } from './helpers/surrogate.js'
+import { metadataServer } from './helpers/metadata-server.js'
+import { CLIENT, get, HOST, hostIndex, readyz, status, until, version } from './helpers/follow.js'
+
+t.test('a restart serves the kept tree while fresh, and revalidates it with 304s', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=3600',
+  })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300 })
+  const first = await start(cfg)
+  t.ok(await until(async () => (await get(first)) === 200))
+  await first.surrogate.close()
+  await origin.close()
+  const second = await start(cfg)
+  t.teardown(() => second.surrogate.close())
+  t.equal(await get(second), 200, 'served from the kept tree, the source down')
+  t.equal((await readyz(second)).status, 200)
+})
+
+t.test('a restart whose kept tree is not fresh denies until its source answers', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', { body: JSON.stringify(hostIndex(HOST, CLIENT)), ptype: 'MI.HostIndex' })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300 })
+  const first = await start(cfg)
+  t.ok(await until(async () => (await get(first)) === 200))
+  await first.surrogate.close()
+  origin.failWith = 503
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  const second = await start(cfg)
+  t.teardown(() => second.surrogate.close())
+  t.equal(await get(second), 403, 'past its freshness, the source failing')
+  t.match(await readyz(second), { status: 503 })
+  origin.failWith = null
+  t.ok(await until(async () => (await get(second)) === 200), 'revalidated')
+  t.equal(origin.requests.at(-1)?.status, 304, 'with a 304, from the kept validators')
+})
+
+t.test('what cannot be stored is not served, and is reported; the caches not kept only cost a fetch', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    lastModified: 'Mon, 01 Jun 2026 00:00:00 GMT',
+    noEtag: true,
+  })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300 })
+  mkdirSync(join(cfg.stateDir, 'state.json'), { recursive: true })
+  const s = await start(cfg)
+  t.teardown(() => s.surrogate.close())
+  t.ok(
+    await until(async () =>
+      /could not store the document/.test((await status(s)).following[0].lastError?.message ?? ''),
+    ),
+  )
+  t.equal(await get(s), 403)
+  const metrics = await fetch(`${s.apiUrl}/metrics`).then((r) => r.text())
+  t.match(metrics, /cdni_authz_follow_seconds_since_success\{source="[^"]+"\} -1/, 'never succeeded')
+  rmSync(join(cfg.stateDir, 'state.json'), { recursive: true })
+  mkdirSync(join(cfg.stateDir, 'follow.json'))
+  t.ok(await until(async () => (await get(s)) === 200), 'stored and served once the disk allows')
+  t.ok(await until(() => origin.requests.some((r) => r.status === 304)), 'revalidated by Last-Modified alone')
+  t.match((await status(s)).following[0].resources[0], { etag: null, lastModified: 'Mon, 01 Jun 2026 00:00:00 GMT' })
+})
+
+t.test('a restart with its caches damaged, or kept for another document, fetches afresh', async (t) => {
+  const origin = await metadataServer(t)
+  const text = JSON.stringify(hostIndex(HOST, CLIENT))
+  origin.set('/index', { body: text, ptype: 'MI.HostIndex', cacheControl: 'max-age=3600' })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300 })
+  const first = await start(cfg)
+  t.ok(await until(async () => (await get(first)) === 200))
+  await first.surrogate.close()
+  const kept = JSON.parse(readFileSync(join(cfg.stateDir, 'follow.json'), 'utf8'))
+  const url = `${origin.url}/index`
+  for (const damaged of [
+    '{ not json',
+    JSON.stringify({ ...kept, sources: { [url]: { resources: 1 } } }),
+    JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], resources: [] } } }),
+  ]) {
+    writeFileSync(join(cfg.stateDir, 'follow.json'), damaged)
+    const requests = origin.requests.length
+    const again = await start(cfg)
+    t.equal(await get(again), 403, 'not served before a fetch')
+    t.ok(await until(async () => (await get(again)) === 200))
+    t.equal(await version(again), 1, 'the same document: not compiled again')
+    t.equal(origin.requests.slice(requests)[0]?.status, 200, 'fetched whole, no validators kept')
+    await again.surrogate.close()
+  }
+})

@@ -1,0 +1,145 @@
+import t from 'tap'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { config, start } from './helpers/surrogate.js'
+import { metadataServer } from './helpers/metadata-server.js'
+import { CLIENT, follower, get, HOST, hostIndex, readyz, status, until, version } from './helpers/follow.js'
+
+t.test(
+  'a stale policy denies (metadata-stale) once past freshness and stale-if-error, and recovers at once',
+  async (t) => {
+    const origin = await metadataServer(t)
+    origin.set('/index', {
+      body: JSON.stringify(hostIndex(HOST, CLIENT)),
+      ptype: 'MI.HostIndex',
+      cacheControl: 'max-age=1, stale-if-error=1',
+    })
+    const s = await follower(t, origin, { followMaxStale: 0 })
+    t.ok(await until(async () => (await get(s)) === 200))
+    origin.failWith = 503
+    const failed = Date.now()
+    t.ok(await until(async () => (await get(s)) === 403), 'denied once stale')
+    t.ok(Date.now() - failed >= 900, 'not before freshness and stale-if-error ran out')
+    const report = await status(s)
+    t.match(report.following[0], { lastError: { message: /answered 503/ }, staleSince: String })
+    t.match(await readyz(s), { status: 503, body: /followed metadata is stale/ })
+    t.match(
+      await fetch(`${s.apiUrl}/metrics`).then((r) => r.text()),
+      /cdni_authz_decisions_total\{outcome="deny",reason="metadata-stale"\} [1-9]/,
+    )
+    origin.failWith = null
+    t.ok(await until(async () => (await get(s)) === 200), 'served again after one good poll')
+    t.equal((await readyz(s)).status, 200)
+    t.equal(await version(s), 1, 'the same policy, revalidated')
+  },
+)
+
+t.test(
+  'max-stale serves a policy its source cannot revalidate for that long, then denies; its return restores it',
+  async (t) => {
+    const origin = await metadataServer(t)
+    origin.set('/index', { body: JSON.stringify(hostIndex(HOST, CLIENT)), ptype: 'MI.HostIndex' })
+    const s = await follower(t, origin, { followMaxStale: 4000 })
+    t.ok(await until(async () => (await get(s)) === 200))
+    // A revalidation after the first compile, so that the last success is recent.
+    const seen = origin.requests.length
+    t.ok(await until(() => origin.requests.slice(seen).some((r) => r.status === 304)))
+    await origin.close()
+    const closed = Date.now()
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    t.equal(await get(s), 200, 'max-stale keeps it served a while')
+    t.ok(await until(async () => (await get(s)) === 403), 'then denied')
+    t.ok(Date.now() - closed >= 3500, 'not before its interval and max-stale ran out')
+    await origin.reopen()
+    t.ok(await until(async () => (await get(s)) === 200, 15_000), 'back once it returns')
+  },
+)
+
+t.test('a refused tree keeps the live policy, is reported, and is not compiled again while unchanged', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  const s = await follower(t, origin, { followMaxStale: 60_000 })
+  t.ok(await until(async () => (await get(s)) === 200))
+  origin.set('/index', {
+    body: JSON.stringify({ hosts: [{ host: HOST, 'host-metadata': { metadata: 7 } }] }),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  t.ok(await until(async () => (await status(s)).following[0].lastError !== null))
+  t.match((await status(s)).following[0].lastError.message, /^refused: \/hosts\/0\/host-metadata\/metadata/)
+  t.equal(await get(s), 200, 'the live policy stays')
+  t.equal(await version(s), 1)
+  const refusals = async () =>
+    Number(
+      /cdni_authz_follow_polls_total\{source="[^"]+",result="refused"\} (\d+)/.exec(
+        await fetch(`${s.apiUrl}/metrics`).then((r) => r.text()),
+      )?.[1],
+    )
+  const lastSuccess = (await status(s)).following[0].lastSuccess
+  t.ok(await until(async () => (await refusals()) >= 3), 'refused at every poll, without a compile')
+  t.match(
+    (await status(s)).following[0].lastError.message,
+    /^refused: \/hosts\/0\/host-metadata\/metadata/,
+    'the reason kept',
+  )
+  t.equal(await version(s), 1)
+  t.equal((await status(s)).following[0].lastSuccess, lastSuccess, 'a 304 for the refused tree revalidates nothing')
+  origin.set('/index', { body: '"text"', cacheControl: 'max-age=1' })
+  t.ok(await until(async () => /^refused: \(document\) /.test((await status(s)).following[0].lastError.message)))
+})
+
+t.test('two sources: their HostIndexes merged, a host named twice refused, staleness per source', async (t) => {
+  const a = await metadataServer(t)
+  const b = await metadataServer(t)
+  a.set('/index', {
+    body: JSON.stringify(hostIndex('a.example', CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  b.set('/index', {
+    body: JSON.stringify(hostIndex('b.example', CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  const cfg = config({ follow: [`${a.url}/index`, `${b.url}/index`], followInterval: 300, rootLayout: 'per-host' })
+  for (const host of ['a.example', 'b.example']) {
+    mkdirSync(join(cfg.root as string, host))
+    writeFileSync(join(cfg.root as string, host, 'hello.txt'), host)
+  }
+  const s = await start(cfg)
+  t.teardown(() => s.surrogate.close())
+  t.ok(await until(async () => (await get(s, 'a.example')) === 200 && (await get(s, 'b.example')) === 200))
+  b.failWith = 500
+  t.ok(await until(async () => (await get(s, 'b.example')) === 403), "b's hosts denied once stale")
+  t.equal(await get(s, 'a.example'), 200, "a's stay served")
+  b.failWith = null
+  t.ok(await until(async () => (await get(s, 'b.example')) === 200))
+  b.set('/index', {
+    body: JSON.stringify(hostIndex('a.example', CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  t.ok(await until(async () => /named by two sources/.test((await status(s)).following[1].lastError?.message ?? '')))
+  t.equal(await get(s, 'a.example'), 200, 'the live policy stays')
+})
+
+t.test('two sources: one serving no HostIndex is refused', async (t) => {
+  const a = await metadataServer(t)
+  const b = await metadataServer(t)
+  a.set('/index', { body: JSON.stringify(hostIndex('a.example', CLIENT)), ptype: 'MI.HostIndex' })
+  b.set('/index', { body: JSON.stringify({ deliveryCriteria: [{ region: { subnet: CLIENT } }] }) })
+  const s = await start(
+    config({ follow: [`${a.url}/index`, `${b.url}/index`], followInterval: 300, rootLayout: 'per-host' }),
+  )
+  t.teardown(() => s.surrogate.close())
+  t.ok(await until(async () => /serves no HostIndex/.test((await status(s)).following[1].lastError?.message ?? '')))
+  b.set('/index', { body: JSON.stringify({ hosts: [{ host: 7 }, { host: 'not a host!' }] }) })
+  t.ok(
+    await until(async () => /^refused: \/hosts\/\d/.test((await status(s)).following[1].lastError?.message ?? '')),
+    JSON.stringify((await status(s)).following[1]),
+  )
+})
