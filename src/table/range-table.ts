@@ -29,7 +29,7 @@
  * digit) is one of three things:
  *
  *   leaf    the slot lies inside one interval: it answers that interval's label;
- *   list    the slot holds a few intervals (at most LIST_INTERVALS): a 16-word list of them;
+ *   list    the slot holds a few intervals (at most LIST_INTERVALS): a list of them;
  *   node    the slot holds more: a child node over the next 8 bits.
  *
  * A node is stored as bitmaps in chunks of 32 slots, so that finding a slot's label or child is
@@ -42,12 +42,13 @@
  *       childBits bit s, leafBits bit s:   0 0 leaf inside a run   1 0 node
  *                                          0 1 leaf starting a run 1 1 list
  *       childBase  word offset in `nodes` of the chunk's first child; the children of a node
- *                  lie together in slot order, a list taking 16 words and a node 32
+ *                  lie together in slot order, a node taking 32 words and a list LIST_WORDS
  *       leafBase   index in `leaves` of the run the chunk's first slot continues
  *
  *     node    8 chunks (32 words, 128 bytes)
- *     list    [ m | m boundaries of K words | m + 1 labels ], padded to 16 words (64 bytes):
- *             the slot's intervals after its first, and the labels of all of them
+ *     list    [ m | m boundaries of K words | m + 1 labels ], padded to LIST_WORDS: the slot's
+ *             intervals after its first, and the labels of all of them; 32 words (128 bytes, 15
+ *             boundaries) for one-word keys, 16 words (64 bytes) for longer ones
  *
  *   leaves  Uint32Array   the label of each run of leaf slots, node after node; [0] is unused
  *   labelSets number[][]  label id -> sorted set ids (label 0 is the empty set)
@@ -56,14 +57,16 @@
  * 0 .. b and p the mask of bits 0 .. b - 1:
  *
  *   leaf:  label = leaves[leafBase + popcount(leafBits & ~childBits & m)]
- *   child: at childBase + 16 * (popcount(childBits & p) + popcount(childBits & ~leafBits & p))
- *          (a node counts twice); a list is scanned for the last boundary at or below the key
+ *   child: at childBase + LIST_WORDS * popcount(childBits & p)
+ *                       + (32 - LIST_WORDS) * popcount(childBits & ~leafBits & p)
+ *          and a list is scanned for the last boundary at or below the key
  *
  * Runs of equal labels are one leaf, so a node holding a handful of prefixes is 128 bytes of
  * bitmaps and a few words of labels. For 1,000,000 IPv4 prefixes (mostly /24 and shorter) a
- * lookup reads the root (32 KB, which stays in cache), one chunk of its /16's node and one leaf
- * word, or a list where the /16 holds few prefixes: two cache misses, where a binary search over
- * the intervals pays one per level below the cached top of the array. An IPv6 prefix alone under
+ * lookup reads the root (32 KB, which stays in cache), then either the list of its /16 (one
+ * 128-byte block, which the hardware fetches as a pair of lines) or one chunk of the /16's node
+ * and one leaf word: one or two cache misses, where a binary search over the intervals pays one
+ * per level below the cached top of the array. An IPv6 prefix alone under
  * its /32 (the common case) is a list in the /24's node: root, /16 node and /24 node chunks, then
  * one line of list, the first two of which stay in cache.
  *
@@ -112,11 +115,13 @@ const SMALL_TABLE_INTERVALS = 1024
  * A slot holding at most this many intervals gets a list of them instead of a child node: as many
  * as fit in LIST_WORDS (1 + m * K + m + 1 words for m boundaries). An IPv6 prefix alone under its
  * /32 is three intervals: one 64-byte list, against two nodes of 128 bytes each and two more
- * cache misses on the way down.
+ * cache misses on the way down. One-word keys get lists as large as a node (measured on
+ * 1,000,000 IPv4 prefixes with bench/peers.js: a /16 of up to 16 intervals is then one 128-byte
+ * read and a scan, where a node was a chunk and a leaf, two misses; 87 against 101 ns a lookup).
  */
-const LIST_INTERVALS: Record<KeyWords, number> = { 1: 8, 2: 5, 4: 3 }
+const LIST_INTERVALS: Record<KeyWords, number> = { 1: 16, 2: 5, 4: 3 }
 /** Words of a list: its boundary count, its boundaries' start words, and its labels. */
-const LIST_WORDS = 16
+const LIST_WORDS: Record<KeyWords, number> = { 1: 32, 2: 16, 4: 16 }
 
 const INITIAL_CAPACITY = 64
 
@@ -387,6 +392,7 @@ function buildTrie(
   // The node's children in slot order: slot, lo, hi, and 1 for a list or 0 for a node.
   const items: number[] = []
   const listMax = LIST_INTERVALS[K]
+  const listWords = LIST_WORDS[K]
   // Work list: node offset, bit offset of its digit, lo, hi.
   const work: number[] = [nodes.reserve((1 << rootBits) / 8), 0, 0, count - 1]
   while (work.length > 0) {
@@ -433,7 +439,7 @@ function buildTrie(
         setBit(childBits, c)
         if (list === 1) setBit(leafBits, c)
         items.push(c, from, g, list)
-        size += list === 1 ? LIST_WORDS : NODE_WORDS
+        size += list === 1 ? listWords : NODE_WORDS
         next = c + 1
       }
       current = g
@@ -462,7 +468,7 @@ function buildTrie(
           let at = item + 1
           for (let j = from + 1; j <= to; j++) for (let w = 0; w < K; w++) list[at++] = starts[j * K + w] as number
           for (let j = from; j <= to; j++) list[at++] = labels[j] as number
-          item += LIST_WORDS
+          item += listWords
         } else {
           work.push(item, offset + width, from, to)
           item += NODE_WORDS
@@ -530,9 +536,8 @@ export function lookup1(table: RangeTable, key: number): number {
     if (((children >>> bit) & 1) === 0) {
       return table.leaves[(nodes[at + 3] as number) + popcount(leaves & ~children & mask)] as number
     }
-    // Children before this one, in units of a list: a node counts two.
-    const before = mask >>> 1
-    at = (nodes[at + 2] as number) + LIST_WORDS * (popcount(children & before) + popcount(children & ~leaves & before))
+    // Children before this one: for one-word keys, lists and nodes are the same size.
+    at = (nodes[at + 2] as number) + NODE_WORDS * popcount(children & (mask >>> 1))
     if (((leaves >>> bit) & 1) !== 0) {
       const boundaries = nodes[at] as number
       let i = 0
@@ -546,8 +551,9 @@ export function lookup1(table: RangeTable, key: number): number {
 }
 
 /** Label of a key of `K` words held in `key`. */
-function lookupWords(table: RangeTable, key: Uint32Array, K: number): number {
+function lookupWords(table: RangeTable, key: Uint32Array, K: 2 | 4): number {
   const nodes = table.nodes
+  const listWords = LIST_WORDS[K]
   let offset = 0
   let width = table.rootBits
   let digit = (key[0] as number) >>> (32 - width)
@@ -560,8 +566,12 @@ function lookupWords(table: RangeTable, key: Uint32Array, K: number): number {
     if (((children >>> bit) & 1) === 0) {
       return table.leaves[(nodes[at + 3] as number) + popcount(leaves & ~children & mask)] as number
     }
+    // Children before this one: lists of listWords, plus what each node takes beyond a list.
     const before = mask >>> 1
-    at = (nodes[at + 2] as number) + LIST_WORDS * (popcount(children & before) + popcount(children & ~leaves & before))
+    at =
+      (nodes[at + 2] as number) +
+      listWords * popcount(children & before) +
+      (NODE_WORDS - listWords) * popcount(children & ~leaves & before)
     if (((leaves >>> bit) & 1) !== 0) {
       const boundaries = nodes[at] as number
       // The boundaries share the key's first `offset` bits: compare from the word holding the digit.
