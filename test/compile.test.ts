@@ -5,6 +5,7 @@ import { decide, isAllowed } from '../src/policy/decide.js'
 import { createClientFacts, type ClientFacts } from '../src/facts/facts.js'
 import { loadPolicyModel } from '../src/load/delivery-criteria.js'
 import { parseAddress } from '../src/facts/address.js'
+import { msisdnKey } from '../src/facts/msisdn.js'
 
 function policyOf(doc: unknown) {
   const loaded = loadPolicyModel(doc, { gatewaysConfigured: true, countryDatabase: true, asnDatabase: true })
@@ -56,7 +57,11 @@ t.test('IPv6 prefixes merge across single-field regions; IPv6 handsets match sub
       facts({
         sourceText: '203.0.113.1',
         handsetText: '2001:db8:5::9',
-        msisdn: { international: '8613500000000', national: '13500000000' },
+        msisdn: {
+          international: '8613500000000',
+          key: msisdnKey('8613500000000'),
+          nationalKey: msisdnKey('13500000000'),
+        },
       }),
     ),
     true,
@@ -67,7 +72,11 @@ t.test('IPv6 prefixes merge across single-field regions; IPv6 handsets match sub
       facts({
         sourceText: '203.0.113.1',
         handsetText: '2001:db8:6::9',
-        msisdn: { international: '8613500000000', national: '13500000000' },
+        msisdn: {
+          international: '8613500000000',
+          key: msisdnKey('8613500000000'),
+          nationalKey: msisdnKey('13500000000'),
+        },
       }),
     ),
     false,

@@ -18,8 +18,9 @@ t.test('the worker prepares what preparePolicy prepares, typed arrays included',
   t.equal(remote.etag, local.etag)
   t.same(remote.compiled.summary, local.compiled.summary)
   const [r, l] = [remote.compiled.policies[0] as CompiledPolicy, local.compiled.policies[0] as CompiledPolicy]
-  t.ok(r.subnetV4.table.entries instanceof Uint32Array)
-  t.same(Array.from(r.subnetV6.table.entries), Array.from(l.subnetV6.table.entries))
+  t.ok(r.subnetV4.table.nodes instanceof Uint32Array)
+  t.same(Array.from(r.subnetV6.table.nodes), Array.from(l.subnetV6.table.nodes))
+  t.same(Array.from(r.subnetV6.table.leaves), Array.from(l.subnetV6.table.leaves))
   t.match(await compiler.prepare('{ nope', DEFAULT_LOAD_CONTEXT), {
     ok: false,
     errors: [{ message: /line 1, column 3/ }],

@@ -1,6 +1,13 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { lookup1, lookup2, lookup4, RangeTableBuilder } from '../src/table/range-table.js'
+import {
+  lookup1,
+  lookup2,
+  lookup4,
+  RangeTableBuilder,
+  type Intervals,
+  type RangeTable,
+} from '../src/table/range-table.js'
 import { maskWord } from '../src/facts/address.js'
 import { msisdnKey, msisdnPrefixRange, splitKey } from '../src/facts/msisdn.js'
 
@@ -184,7 +191,7 @@ t.test('dense clusters get child nodes down to the last byte, and still agree wi
   const builder = new RangeTableBuilder(1)
   for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
   const table = builder.compile()
-  t.ok(table.index.length > 131073 + 16 * 513, 'more child nodes than the first allocation held')
+  t.ok(table.nodes.length > (1 << 16) / 8 + 30 * 32, 'a child node for each /24, under the 10.0/16 node')
   for (let net = 0; net < 31; net++) {
     for (let host = 0; host < 256; host += 1) {
       const address = [(0x0a000000 | (net << 8) | host) >>> 0]
@@ -217,3 +224,88 @@ t.test('IPv6 clusters deep in the low words are indexed past the first word', as
     )
   }
 })
+
+/** The reference for large tables: a binary search over the table's own sorted intervals. */
+function searchIntervals({ starts, labels, count }: Intervals, key: number[]): number {
+  const K = key.length
+  let lo = 0
+  let hi = count - 1
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1
+    let le = true
+    for (let w = 0; w < K; w++) {
+      const s = starts[mid * K + w] as number
+      if (s !== key[w]) {
+        le = s < (key[w] as number)
+        break
+      }
+    }
+    if (le) lo = mid
+    else hi = mid - 1
+  }
+  return labels[lo] as number
+}
+
+function lookupAny(table: RangeTable, key: number[]): number {
+  if (key.length === 1) return lookup1(table, key[0] as number)
+  if (key.length === 2) return lookup2(table, key[0] as number, key[1] as number)
+  return lookup4(table, Uint32Array.from(key))
+}
+
+/**
+ * Thousands of prefixes clustered under a few seeds (so that slots hold one interval, a short
+ * list or a child node, at every level of the key): enough intervals for the 65,536-slot root and
+ * for the arrays to grow several times.
+ */
+function largeArb(words: 1 | 2 | 4) {
+  const bits = words * 32
+  const address = fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: words, maxLength: words })
+  return fc
+    .record({
+      seeds: fc.array(address, { minLength: 1, maxLength: 6 }),
+      count: fc.integer({ min: 600, max: 3000 }),
+      salt: fc.integer({ min: 1, max: 0x7fffffff }),
+    })
+    .map(({ seeds, count, salt }) => {
+      let state = salt
+      const next = (): number => {
+        state = (Math.imul(state, 1103515245) + 12345) >>> 0
+        return state
+      }
+      const prefixes: Prefix[] = []
+      for (let i = 0; i < count; i++) {
+        const seed = seeds[next() % seeds.length] as number[]
+        const length = next() % (bits + 1)
+        // Random bits below a shared top: siblings and nested prefixes under each seed.
+        const shared = next() % (length + 1)
+        const words = seed.map((w, k) => ((w & maskWord(shared, k)) | (next() & ~maskWord(shared, k))) >>> 0)
+        prefixes.push({ words: masked(words, length), length, set: next() % 9 })
+      }
+      return { seeds, prefixes }
+    })
+}
+
+for (const words of [1, 2, 4] as const) {
+  t.test(`a large ${words}-word table answers what a search of its intervals and a linear scan answer`, async (t) => {
+    fc.assert(
+      fc.property(largeArb(words), ({ seeds, prefixes }) => {
+        const builder = new RangeTableBuilder(words)
+        for (const p of prefixes) builder.addPrefix(p.words, p.length, p.set)
+        const table = builder.compile()
+        if (table.count > 1024 && table.rootBits !== 16) return false
+        const intervals = builder.intervals()
+        const all = probes(prefixes, seeds, words)
+        for (const probe of all) if (lookupAny(table, probe) !== searchIntervals(intervals, probe)) return false
+        // The reference itself, against the linear scan, on a sample of the probes.
+        for (let i = 0; i < all.length; i += 37) {
+          const probe = all[i] as number[]
+          const sets = intervals.labelSets[searchIntervals(intervals, probe)]
+          if (JSON.stringify(sets) !== JSON.stringify(golden(prefixes, probe))) return false
+        }
+        return true
+      }),
+      { seed: SEED, numRuns: 25 },
+    )
+    t.pass('no counterexample')
+  })
+}

@@ -166,7 +166,8 @@ t.test(
     t.ok(
       site.policies.every(
         (policy) =>
-          list.includes(policy.subnetV4.table.entries.buffer as ArrayBuffer) &&
+          list.includes(policy.subnetV4.table.nodes.buffer as ArrayBuffer) &&
+          list.includes(policy.subnetV4.table.leaves.buffer as ArrayBuffer) &&
           list.includes(policy.subnetV4.bits.buffer as ArrayBuffer),
       ),
       'the tables of every distinct policy are transferred',

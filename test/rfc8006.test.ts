@@ -3,6 +3,7 @@
 import t from 'tap'
 import { createClientFacts, FACT_MSISDN, FACT_SOURCE, type ClientFacts } from '../src/facts/facts.js'
 import { parseAddress } from '../src/facts/address.js'
+import { msisdnKey } from '../src/facts/msisdn.js'
 import { PROTOCOL_HTTP, PROTOCOL_HTTPS } from '../src/facts/facts.js'
 import { isHostIndex, loadSiteModel } from '../src/load/rfc8006.js'
 import { normalizeHost } from '../src/policy/request-target.js'
@@ -45,7 +46,7 @@ function facts(
   f.asn = patch.asn ?? -1
   f.protocol = patch.https ? PROTOCOL_HTTPS : PROTOCOL_HTTP
   f.now = patch.at ?? Date.UTC(2026, 0, 1)
-  if (patch.msisdn) f.msisdn = { international: patch.msisdn, national: null }
+  if (patch.msisdn) f.msisdn = { international: patch.msisdn, key: msisdnKey(patch.msisdn), nationalKey: -1 }
   return f
 }
 

@@ -67,43 +67,73 @@ export interface MsisdnFormat {
   allowDoubleZero: boolean
 }
 
-/** A normalized subscriber number: international digits, and the national significant number
- * when the number belongs to the gateway's home country. */
+/**
+ * A normalized subscriber number: its international digits, and the range-table keys the policy
+ * looks up. The national significant number (when the number belongs to the gateway's home
+ * country) is kept only as its key: the international key with the country code's positions
+ * shifted out, so the request path builds no string for it.
+ */
 export interface Msisdn {
+  /** International digits: country code and national number, E.164 without the `+`. */
   international: string
-  national: string | null
+  /** msisdnKey of the international digits. */
+  key: number
+  /** msisdnKey of the national significant number, or -1 when the number is not a home one. */
+  nationalKey: number
 }
 
 /** Longest raw header value considered: `+` or `00`, 15 digits, nothing else. */
 const MAX_RAW_LENGTH = MAX_MSISDN_DIGITS + 2
 
+/** 11^n for n = 0 .. 15. */
+const POWERS_OF_11 = Array.from({ length: MAX_MSISDN_DIGITS + 1 }, (_, n) => 11 ** n)
+
+/**
+ * Key of the digits `text[from ..]` (1–15 of them), or -1 when one is not an ASCII digit: the
+ * validation and the key in one pass.
+ */
+function digitsKey(text: string, from: number): number {
+  const n = text.length - from
+  if (n === 0 || n > MAX_MSISDN_DIGITS) return -1
+  let key = 0
+  for (let i = from; i < text.length; i++) {
+    const d = text.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return -1
+    key = key * 11 + d + 1
+  }
+  return key * (POWERS_OF_11[MAX_MSISDN_DIGITS - n] as number)
+}
+
 /**
  * Normalizes one MSISDN header value strictly (docs/TRUST.md, "Strict parsing"): ASCII digits with
  * an optional leading `+` (and `00` only where configured), at most 15 digits, no leading 0 in
  * international form. Returns null for anything else, including the `, `-joined value of a
- * repeated header.
+ * repeated header. Runs per gateway request: one pass over the digits, and no string built
+ * unless the value carries a `+` or `00` (or the gateway writes national numbers).
  */
 export function normalizeMsisdn(raw: string, format: MsisdnFormat): Msisdn | null {
   if (raw.length === 0 || raw.length > MAX_RAW_LENGTH) return null
   let international: string
-  if (raw.charCodeAt(0) === 43) {
-    international = raw.slice(1)
-  } else if (format.allowDoubleZero && raw.startsWith('00')) {
-    international = raw.slice(2)
-  } else if (format.numbering === 'national') {
-    if (!isDigitString(raw)) return null
-    if (format.countryCode.length + raw.length > MAX_MSISDN_DIGITS) return null
-    return { international: format.countryCode + raw, national: raw }
+  let key: number
+  const from = raw.charCodeAt(0) === 43 ? 1 : format.allowDoubleZero && raw.startsWith('00') ? 2 : 0
+  if (from === 0 && format.numbering === 'national') {
+    if (digitsKey(raw, 0) < 0) return null
+    international = format.countryCode + raw
+    key = digitsKey(international, 0)
   } else {
-    international = raw
+    // No E.164 country code starts with 0: such a number is a national or misconfigured form.
+    key = raw.charCodeAt(from) === 48 ? -1 : digitsKey(raw, from)
+    international = from === 0 || key < 0 ? raw : raw.slice(from)
   }
-  // No E.164 country code starts with 0: such a number is a national or misconfigured form.
-  if (!isDigitString(international) || international.charCodeAt(0) === 48) return null
-  const national =
-    international.startsWith(format.countryCode) && international.length > format.countryCode.length
-      ? international.slice(format.countryCode.length)
-      : null
-  return { international, national }
+  if (key < 0) return null
+  const code = format.countryCode.length
+  const home = international.length > code && international.startsWith(format.countryCode)
+  // The national digits are the international ones after the country code: the same base-11
+  // positions moved `code` places up (exact: every value stays below 11^15 < 2^53).
+  const nationalKey = home
+    ? (key % (POWERS_OF_11[MAX_MSISDN_DIGITS - code] as number)) * (POWERS_OF_11[code] as number)
+    : -1
+  return { international, key, nationalKey }
 }
 
 /** Masks a number for logs: keeps the first five digits, the rest become `x`. */

@@ -88,8 +88,8 @@ export function transferList(compiled: CompiledMetadata): ArrayBuffer[] {
       policy.msisdnNational,
       policy.msisdnInternational,
     ]) {
-      buffers.add(field.table.entries.buffer as ArrayBuffer)
-      buffers.add(field.table.index.buffer as ArrayBuffer)
+      buffers.add(field.table.nodes.buffer as ArrayBuffer)
+      buffers.add(field.table.leaves.buffer as ArrayBuffer)
       buffers.add(field.bits.buffer as ArrayBuffer)
     }
   }

@@ -8,7 +8,7 @@
  * request path.
  */
 import type { ClientFacts } from '../facts/facts.js'
-import { keyHighWord, keyLowWord, msisdnKey } from '../facts/msisdn.js'
+import { keyHighWord, keyLowWord } from '../facts/msisdn.js'
 import { lookup1, lookup2, lookup4, type RangeTable } from '../table/range-table.js'
 import {
   ASN,
@@ -71,8 +71,14 @@ export function matchRegions(policy: CompiledPolicy, facts: ClientFacts, acc: Ui
     if (facts.msisdn === null) {
       accumulate(acc, EMPTY_BITS, -1, without, words)
     } else {
-      const intl = msisdnLabel(policy.msisdnInternational.table, facts.msisdn.international)
-      const nat = facts.msisdn.national === null ? 0 : msisdnLabel(policy.msisdnNational.table, facts.msisdn.national)
+      // The keys were made with the number: a table is read only when it holds a prefix.
+      const international = policy.msisdnInternational.table
+      const national = policy.msisdnNational.table
+      const intl = international.labelSets.length > 1 ? msisdnLabel(international, facts.msisdn.key) : 0
+      const nat =
+        national.labelSets.length > 1 && facts.msisdn.nationalKey >= 0
+          ? msisdnLabel(national, facts.msisdn.nationalKey)
+          : 0
       for (let w = 0; w < words; w++) {
         const matched =
           (policy.msisdnInternational.bits[intl * words + w] as number) |
@@ -110,9 +116,8 @@ function matchLocation(
   }
 }
 
-function msisdnLabel(table: RangeTable, digits: string): number {
+function msisdnLabel(table: RangeTable, key: number): number {
   // The two words of splitKey, without its tuple: this runs per gateway request.
-  const key = msisdnKey(digits)
   const high = keyHighWord(key)
   return lookup2(table, high, keyLowWord(key, high))
 }

@@ -367,7 +367,7 @@ async function check(values: Values, io: Io): Promise<number> {
     source: facts.sourceFamily === 0 ? null : formatAddress(facts.sourceFamily, facts.source),
     via: gatewayName(trust, facts.gateway) ?? 'direct',
     handset: facts.handsetFamily === 0 ? null : formatAddress(facts.handsetFamily, facts.handset),
-    msisdn: facts.msisdn,
+    msisdn: facts.msisdn?.international ?? null,
     protocol: facts.protocol === 2 ? 'https' : facts.protocol === 1 ? 'http' : null,
     country: facts.country,
     subdivisions: facts.subdivisions,
@@ -393,7 +393,7 @@ async function check(values: Values, io: Io): Promise<number> {
               : `no rule matched (failed: ${explanation.failed.join(', ')})`
     io.stdout(`${verdict}: ${why}\n`)
     io.stdout(
-      `facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn?.international ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`,
+      `facts: source ${factLine.source ?? 'none'} (${factLine.via}), handset ${factLine.handset ?? 'none'}, msisdn ${factLine.msisdn ?? 'none'}, protocol ${factLine.protocol ?? 'unknown'}, country ${[factLine.country ?? 'unknown', ...factLine.subdivisions].join(' ')}, AS ${factLine.asn ?? 'unknown'}, time ${factLine.time}\n`,
     )
     io.stdout(`${describeExplanation(explanation)}\n`)
   }

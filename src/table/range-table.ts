@@ -1,12 +1,12 @@
 /**
  * RangeTable: the compiled form of a set of nested prefixes, each carrying a "set id" (which
  * region, gateway or trust list it belongs to), answering "which sets contain this key?" with
- * one bucket read and a short binary search.
+ * two or three cache-line reads for an IPv4 routing table, whatever its size.
  *
  * Written by hand because it is the product's core: the npm peers either scan linearly
  * (cidr-matcher, ipaddr.js, net.BlockList) or answer only the longest match (arkime-iptrie,
  * mmdb-lib), while a policy needs the union of every set that contains the address, and needs it
- * in about 100 ns with a routing-table-sized policy.
+ * in well under 100 ns with a routing-table-sized policy.
  *
  * Keys are unsigned integers of 1, 2 or 4 big-endian 32-bit words:
  *   - IPv4 addresses (1 word), IPv6 addresses (4 words);
@@ -23,32 +23,55 @@
  *   intervals   0.0.0.0 | 10.0.0.0 | 10.1.0.0   | 10.2.0.0 | 11.0.0.0 ...
  *   labels        L0={}  |  L1={A}  |  L2={A,B} |  L1={A}  |  L0={}
  *
- * Memory layout (n intervals, K words per key, S = K + 1 words per interval):
+ * The intervals are then indexed by a multibit trie in the manner of poptrie (Asai and Ohara,
+ * SIGCOMM 2015): a root node over the top `rootBits` bits of the key (16 for a large table, 8 for
+ * a small one), then nodes of 8 bits each. A slot of a node (the keys that continue with its
+ * digit) is one of three things:
  *
- *   entries   Uint32Array(n * S)   interval i: start words i*S .. i*S+K-1, label at i*S+K
- *                                  (the label shares the start's cache line: one miss, not two)
- *   index     Uint32Array          root: 65,536 slots (top 16 bits); then 256 per child node;
- *                                  slot c of a node is [low_c, child_c], and low_{c+1} follows,
- *                                  so one cache line gives a slot's whole entry range
- *   labelSets number[][]           label id -> sorted set ids (label 0 is the empty set)
+ *   leaf    the slot lies inside one interval: it answers that interval's label;
+ *   list    the slot holds a few intervals (at most LIST_INTERVALS): a list of them;
+ *   node    the slot holds more: a child node over the next 8 bits.
  *
- * The index above the intervals is a multibit trie, stride 16 at the root then 8 per level.
- * Slot c of a node covers the keys that continue with bits c; low_c is the last interval
- * starting at or before the slot's first key, so the answer for any key in the slot lies in
- * entries low_c .. low_{c+1}. A slot holding more than LEAF_INTERVALS intervals gets a child
- * node (child_c = node number, 0 for a leaf slot) over the next 8 bits:
+ * A node is stored as bitmaps in chunks of 32 slots, so that finding a slot's label or child is
+ * a read of one 16-byte chunk and a population count:
  *
- *   key ─► root[key >>> 16] ─┬─ leaf:  binary search entries low_c .. low_{c+1} ─► label
- *                            └─ node j: slot (key >>> 8) & 255 of node j ─► ... ─► label
+ *   nodes   Uint32Array   the root (chunks 0 .. 2^rootBits/32 - 1), then children and lists
  *
- * A table of at most LEAF_INTERVALS intervals (a trust list, a handful of handset subnets) has
- * no index at all: its lookup is the binary search over all of it, a cache line or two, where a
- * root would take 512 KB and a cache miss per lookup.
+ *     chunk   [ childBits | leafBits | childBase | leafBase ]     4 words, never across a line
  *
- * So a lookup costs one or two index reads and a binary search over at most a few dozen
- * intervals (a couple of cache lines), whatever the table size: 1,000,000 IPv4 prefixes rarely
- * need a child node, while IPv6 prefixes, clustered under a few dozen /16s, get them where they
- * cluster.
+ *       childBits bit s, leafBits bit s:   0 0 leaf inside a run   1 0 node
+ *                                          0 1 leaf starting a run 1 1 list
+ *       childBase  word offset in `nodes` of the chunk's first child; the children of a node
+ *                  lie together in slot order, a node taking 32 words and a list LIST_WORDS
+ *       leafBase   index in `leaves` of the run the chunk's first slot continues
+ *
+ *     node    8 chunks (32 words, 128 bytes)
+ *     list    [ m | m boundaries of K words | m + 1 labels ], padded to LIST_WORDS: the slot's
+ *             intervals after its first, and the labels of all of them; 32 words (128 bytes, 15
+ *             boundaries) for one-word keys, 16 words (64 bytes) for longer ones
+ *
+ *   leaves  Uint32Array   the label of each run of leaf slots, node after node; [0] is unused
+ *   labelSets number[][]  label id -> sorted set ids (label 0 is the empty set)
+ *
+ * With d the key's digit for a node, its chunk d >>> 5, bit b = d & 31, m the mask of bits
+ * 0 .. b and p the mask of bits 0 .. b - 1:
+ *
+ *   leaf:  label = leaves[leafBase + popcount(leafBits & ~childBits & m)]
+ *   child: at childBase + LIST_WORDS * popcount(childBits & p)
+ *                       + (32 - LIST_WORDS) * popcount(childBits & ~leafBits & p)
+ *          and a list is scanned for the last boundary at or below the key
+ *
+ * Runs of equal labels are one leaf, so a node holding a handful of prefixes is 128 bytes of
+ * bitmaps and a few words of labels. For 1,000,000 IPv4 prefixes (mostly /24 and shorter) a
+ * lookup reads the root (32 KB, which stays in cache), then either the list of its /16 (one
+ * 128-byte block, which the hardware fetches as a pair of lines) or one chunk of the /16's node
+ * and one leaf word: one or two cache misses, where a binary search over the intervals pays one
+ * per level below the cached top of the array. An IPv6 prefix alone under
+ * its /32 (the common case) is a list in the /24's node: root, /16 node and /24 node chunks, then
+ * one line of list, the first two of which stay in cache.
+ *
+ * A slot of the key's last byte is a single key, so it is always a leaf: the walk ends by the
+ * key's last bit at the latest.
  */
 
 /** Number of 32-bit words in a key. */
@@ -57,26 +80,48 @@ export type KeyWords = 1 | 2 | 4
 /** A compiled, immutable table. Plain data: it can cross a worker boundary as it is. */
 export interface RangeTable {
   readonly keyWords: KeyWords
-  /** Number of intervals. */
+  /** Number of intervals the prefixes flattened into. */
   readonly count: number
-  readonly entries: Uint32Array
-  readonly index: Uint32Array
+  /** Bits of the key the root node covers: 16, or 8 for a table of few intervals. */
+  readonly rootBits: number
+  /** The trie's nodes as chunks of four words (see the layout at the top of the file). */
+  readonly nodes: Uint32Array
+  /** Label of each run of leaves. */
+  readonly leaves: Uint32Array
   /** label id -> sorted set ids; label 0 is always the empty set. */
   readonly labelSets: readonly (readonly number[])[]
 }
 
-const ROOT_SLOTS = 1 << 16
-const NODE_SLOTS = 256
-/** Words of the root node and of each child node in `index`: two per slot, one closing low. */
-const ROOT_WORDS = 2 * ROOT_SLOTS + 1
-const NODE_WORDS = 2 * NODE_SLOTS + 1
+/** Sorted, disjoint intervals covering the key space, the first starting at 0. */
+export interface Intervals {
+  readonly count: number
+  /** Interval i starts at words i*K .. i*K+K-1 (the array may be longer than count * K). */
+  readonly starts: Uint32Array
+  /** Interval i's label. */
+  readonly labels: Uint32Array
+  readonly labelSets: number[][]
+}
+
+/** Words per chunk of 32 slots, and per child node of 256 slots. */
+const CHUNK_WORDS = 4
+const NODE_WORDS = 8 * CHUNK_WORDS
 /**
- * A slot with more intervals than this gets a child node. Measured on 1,000,000 IPv4 and 200,000
- * IPv6 prefixes (bench/lookup.js): with one-word keys, memory latency dominates and a deeper
- * index only adds a miss, so IPv4 splits rarely; four-word compares cost more per step and IPv6
- * prefixes cluster, so IPv6 splits early.
+ * A table of more intervals than this gets a 65,536-slot root (32 KB of chunks) instead of a
+ * 256-slot one (128 bytes): trust lists and the handset tables of a typical policy are a handful
+ * of intervals and stay small, a routing table saves a level.
  */
-const LEAF_INTERVALS: Record<KeyWords, number> = { 1: 64, 2: 8, 4: 8 }
+const SMALL_TABLE_INTERVALS = 1024
+/**
+ * A slot holding at most this many intervals gets a list of them instead of a child node: as many
+ * as fit in LIST_WORDS (1 + m * K + m + 1 words for m boundaries). An IPv6 prefix alone under its
+ * /32 is three intervals: one 64-byte list, against two nodes of 128 bytes each and two more
+ * cache misses on the way down. One-word keys get lists as large as a node (measured on
+ * 1,000,000 IPv4 prefixes with bench/peers.js: a /16 of up to 16 intervals is then one 128-byte
+ * read and a scan, where a node was a chunk and a leaf, two misses; 87 against 101 ns a lookup).
+ */
+const LIST_INTERVALS: Record<KeyWords, number> = { 1: 16, 2: 5, 4: 3 }
+/** Words of a list: its boundary count, its boundaries' start words, and its labels. */
+const LIST_WORDS: Record<KeyWords, number> = { 1: 32, 2: 16, 4: 16 }
 
 const INITIAL_CAPACITY = 64
 
@@ -151,8 +196,17 @@ export class RangeTableBuilder {
   }
 
   compile(): RangeTable {
-    const order = this.sortedOrder()
-    return flatten(this.keyWords, this.starts, this.lasts, this.sets, order)
+    const intervals = this.intervals()
+    const K = this.keyWords
+    return { keyWords: K, count: intervals.count, ...buildTrie(K, intervals), labelSets: intervals.labelSets }
+  }
+
+  /**
+   * The prefixes flattened into sorted, disjoint intervals, before any index is built over them:
+   * what the trie answers from, and what a plain binary search would search.
+   */
+  intervals(): Intervals {
+    return flatten(this.keyWords, this.starts, this.lasts, this.sets, this.sortedOrder())
   }
 
   /**
@@ -217,7 +271,7 @@ function flatten(
   entryLasts: Uint32Array,
   entrySets: Uint32Array,
   order: Uint32Array,
-): RangeTable {
+): Intervals {
   const labels = new LabelInterner()
   // Enough for every boundary: the origin, and at most a start and an after-end per range.
   const capacity = Math.max(INITIAL_CAPACITY, order.length * 2 + 1)
@@ -271,75 +325,158 @@ function flatten(
   }
   while (stackEntries.length > 0) pop()
 
-  const S = K + 1
-  const entries = new Uint32Array(count * S)
-  for (let i = 0; i < count; i++) {
-    for (let w = 0; w < K; w++) entries[i * S + w] = outStarts[i * K + w] as number
-    entries[i * S + K] = outLabels[i] as number
+  return { count, starts: outStarts, labels: outLabels, labelSets: labels.sets }
+}
+
+/** Number of set bits in a 32-bit word. */
+function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555)
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333)
+  x = (x + (x >>> 4)) & 0x0f0f0f0f
+  return Math.imul(x, 0x01010101) >>> 24
+}
+
+/** A growable Uint32Array. */
+class Words {
+  array: Uint32Array
+  length = 0
+  constructor(capacity: number) {
+    this.array = new Uint32Array(capacity)
   }
-  return { keyWords: K, count, entries, ...buildIndex(K, entries, count), labelSets: labels.sets }
+
+  /** Reserves `n` zeroed words at the end; returns their offset. */
+  reserve(n: number): number {
+    const at = this.length
+    if (at + n > this.array.length) {
+      const bigger = new Uint32Array(Math.max(this.array.length * 2, at + n))
+      bigger.set(this.array.subarray(0, at))
+      this.array = bigger
+    }
+    this.length += n
+    return at
+  }
+
+  push(value: number): void {
+    // Reserve first: it may replace `array`.
+    const at = this.reserve(1)
+    this.array[at] = value
+  }
+
+  /** The words written, in a buffer of their own (a worker transfers every table's buffers). */
+  done(): Uint32Array {
+    return this.array.slice(0, this.length)
+  }
 }
 
 /**
- * Builds the trie index over the sorted intervals (see the layout at the top of the file).
- * Each node's slots are filled by one forward walk over its intervals; child nodes are filled
- * after their parent, from a work list.
+ * Builds the trie over the sorted intervals (see the layout at the top of the file). A node
+ * covering intervals lo .. hi (lo the one holding the node's first key) is filled by one walk
+ * over the intervals that start inside it, grouped by their digit at the node's level: a digit
+ * with a single interval starting exactly on its slot's first key starts a run of leaves there,
+ * any other holds a boundary inside the slot and gets a child. Children are placed together
+ * after their parent is filled, and filled in turn from a work list.
  */
-function buildIndex(K: KeyWords, entries: Uint32Array, count: number): { index: Uint32Array } {
-  // Its own empty array, not a shared one: a worker transfers every table's buffers.
-  if (count <= LEAF_INTERVALS[K]) return { index: new Uint32Array(0) }
-  const S = K + 1
-  let index = new Uint32Array(ROOT_WORDS + 16 * NODE_WORDS)
-  let used = ROOT_WORDS
-  const slotStart = new Uint32Array(K)
-  // Work list of nodes to fill: base, slot bits, bit offset, lo, hi, and K prefix words.
-  const work: number[][] = [[0, 16, 0, 0, count - 1, ...new Array<number>(K).fill(0)]]
-  for (let item = work.pop(); item !== undefined; item = work.pop()) {
-    const [base, width, offset, lo, hi] = item as [number, number, number, number, number]
-    const slots = 1 << width
+function buildTrie(
+  K: KeyWords,
+  { starts, labels, count }: Intervals,
+): { rootBits: number; nodes: Uint32Array; leaves: Uint32Array } {
+  const rootBits = count > SMALL_TABLE_INTERVALS ? 16 : 8
+  const nodes = new Words(Math.max(1024, (count >>> 2) * NODE_WORDS))
+  const leaves = new Words(Math.max(1024, count + 1))
+  leaves.push(0)
+  const childBits = new Uint32Array(1 << 11)
+  const leafBits = new Uint32Array(1 << 11)
+  const setBit = (bits: Uint32Array, slot: number): void => {
+    bits[slot >>> 5] = ((bits[slot >>> 5] as number) | (1 << (slot & 31))) >>> 0
+  }
+  // The node's children in slot order: slot, lo, hi, and 1 for a list or 0 for a node.
+  const items: number[] = []
+  const listMax = LIST_INTERVALS[K]
+  const listWords = LIST_WORDS[K]
+  // Work list: node offset, bit offset of its digit, lo, hi.
+  const work: number[] = [nodes.reserve((1 << rootBits) / 8), 0, 0, count - 1]
+  while (work.length > 0) {
+    const hi = work.pop() as number
+    const lo = work.pop() as number
+    const offset = work.pop() as number
+    const base = work.pop() as number
+    const width = offset === 0 ? rootBits : 8
+    const chunks = (1 << width) >>> 5
     const w = offset >>> 5
     const shift = 32 - (offset & 31) - width
-    let i = lo
-    for (let c = 0; c < slots; c++) {
-      for (let k = 0; k < K; k++) slotStart[k] = item[5 + k] as number
-      slotStart[w] = ((slotStart[w] as number) | (c << shift)) >>> 0
-      // Advance to the last interval starting at or before the slot's first key.
-      while (i < hi) {
-        const next = (i + 1) * S
-        let after = false
-        for (let k = 0; k < K; k++) {
-          const a = entries[next + k] as number
-          const b = slotStart[k] as number
-          if (a !== b) {
-            after = a > b
-            break
-          }
-        }
-        if (after) break
-        i++
-      }
-      index[base + 2 * c] = i
+    const below = shift === 0 ? 0 : 0xffffffff >>> (32 - shift)
+    const digit = (j: number): number => ((starts[j * K + w] as number) >>> shift) & ((1 << width) - 1)
+    const aligned = (j: number): boolean => {
+      if (((starts[j * K + w] as number) & below) !== 0) return false
+      for (let k = w + 1; k < K; k++) if (starts[j * K + k] !== 0) return false
+      return true
     }
-    index[base + 2 * slots] = hi
-    if (offset + width >= K * 32) continue
-    for (let c = 0; c < slots; c++) {
-      const low = index[base + 2 * c] as number
-      const high = index[base + 2 * c + 2] as number
-      if (high - low <= LEAF_INTERVALS[K]) continue
-      if (used + NODE_WORDS > index.length) {
-        const bigger = new Uint32Array(index.length * 2)
-        bigger.set(index)
-        index = bigger
+    childBits.fill(0, 0, chunks)
+    leafBits.fill(0, 0, chunks)
+    items.length = 0
+    const firstLeaf = leaves.length
+    let runLabel = -1
+    const run = (slot: number, label: number): void => {
+      if (label === runLabel) return
+      runLabel = label
+      setBit(leafBits, slot)
+      leaves.push(label)
+    }
+    // Slots from `next` on, up to the next group's digit, lie inside interval `current`.
+    let next = 0
+    let current = lo
+    let size = 0
+    for (let j = lo + 1; j <= hi;) {
+      const c = digit(j)
+      if (c > next) run(next, labels[current] as number)
+      let g = j
+      while (g < hi && digit(g + 1) === c) g++
+      if (g === j && aligned(j)) {
+        next = c
+      } else {
+        const from = aligned(j) ? j : j - 1
+        const list = g - from + 1 <= listMax ? 1 : 0
+        setBit(childBits, c)
+        if (list === 1) setBit(leafBits, c)
+        items.push(c, from, g, list)
+        size += list === 1 ? listWords : NODE_WORDS
+        next = c + 1
       }
-      const childBase = used
-      used += NODE_WORDS
-      index[base + 2 * c + 1] = (childBase - ROOT_WORDS) / NODE_WORDS + 1
-      const prefix = item.slice(5)
-      prefix[w] = ((prefix[w] as number) | (c << shift)) >>> 0
-      work.push([childBase, 8, offset + width, low, high, ...prefix])
+      current = g
+      j = g + 1
+    }
+    if (next < 1 << width) run(next, labels[current] as number)
+    // The children, together, in slot order; lists are filled now, nodes from the work list.
+    let item = items.length > 0 ? nodes.reserve(size) : 0
+    let i = 0
+    let runs = 0
+    for (let k = 0; k < chunks; k++) {
+      const at = base + k * CHUNK_WORDS
+      const cb = childBits[k] as number
+      const lb = leafBits[k] as number
+      nodes.array[at] = cb
+      nodes.array[at + 1] = lb
+      nodes.array[at + 2] = item
+      nodes.array[at + 3] = firstLeaf + runs - 1
+      runs += popcount(lb & ~cb)
+      for (; i < items.length && (items[i] as number) < (k + 1) * 32; i += 4) {
+        const from = items[i + 1] as number
+        const to = items[i + 2] as number
+        if (items[i + 3] === 1) {
+          const list = nodes.array
+          list[item] = to - from
+          let at = item + 1
+          for (let j = from + 1; j <= to; j++) for (let w = 0; w < K; w++) list[at++] = starts[j * K + w] as number
+          for (let j = from; j <= to; j++) list[at++] = labels[j] as number
+          item += listWords
+        } else {
+          work.push(item, offset + width, from, to)
+          item += NODE_WORDS
+        }
+      }
     }
   }
-  return { index: index.slice(0, used) }
+  return { rootBits, nodes: nodes.done(), leaves: leaves.done() }
 }
 
 /**
@@ -385,45 +522,74 @@ class LabelInterner {
   }
 }
 
-/** The entry range [lo, hi] that `descend` found. */
-const range = { lo: 0, hi: 0 }
-
-/**
- * Walks the trie index for a key given by its words and leaves the entry range in `range`.
- * `w0` is the first word; `key` (for K > 1) holds all of them.
- */
-function descend(table: RangeTable, w0: number, key: Uint32Array | null): void {
-  const index = table.index
-  if (index.length === 0) {
-    range.lo = 0
-    range.hi = table.count - 1
-    return
-  }
-  let at = 2 * (w0 >>> 16)
-  let node = index[at + 1] as number
-  let offset = 16
-  while (node !== 0) {
-    const word = offset < 32 ? w0 : ((key as Uint32Array)[offset >>> 5] as number)
-    at = ROOT_WORDS + (node - 1) * NODE_WORDS + 2 * ((word >>> (24 - (offset & 31))) & 255)
-    node = index[at + 1] as number
-    offset += 8
-  }
-  range.lo = index[at] as number
-  range.hi = index[at + 2] as number
-}
-
 /** Label of a 1-word key (IPv4). The hot path: no allocation, no generic loop. */
 export function lookup1(table: RangeTable, key: number): number {
-  descend(table, key, null)
-  const entries = table.entries
-  let lo = range.lo
-  let hi = range.hi
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1
-    if ((entries[mid * 2] as number) <= key) lo = mid
-    else hi = mid - 1
+  const nodes = table.nodes
+  let shift = 32 - table.rootBits
+  let digit = key >>> shift
+  let at = (digit >>> 5) * CHUNK_WORDS
+  for (;;) {
+    const bit = digit & 31
+    const mask = (2 << bit) - 1
+    const children = nodes[at] as number
+    const leaves = nodes[at + 1] as number
+    if (((children >>> bit) & 1) === 0) {
+      return table.leaves[(nodes[at + 3] as number) + popcount(leaves & ~children & mask)] as number
+    }
+    // Children before this one: for one-word keys, lists and nodes are the same size.
+    at = (nodes[at + 2] as number) + NODE_WORDS * popcount(children & (mask >>> 1))
+    if (((leaves >>> bit) & 1) !== 0) {
+      const boundaries = nodes[at] as number
+      let i = 0
+      while (i < boundaries && (nodes[at + 1 + i] as number) <= key) i++
+      return nodes[at + 1 + boundaries + i] as number
+    }
+    shift -= 8
+    digit = (key >>> shift) & 255
+    at += (digit >>> 5) * CHUNK_WORDS
   }
-  return entries[lo * 2 + 1] as number
+}
+
+/** Label of a key of `K` words held in `key`. */
+function lookupWords(table: RangeTable, key: Uint32Array, K: 2 | 4): number {
+  const nodes = table.nodes
+  const listWords = LIST_WORDS[K]
+  let offset = 0
+  let width = table.rootBits
+  let digit = (key[0] as number) >>> (32 - width)
+  let at = (digit >>> 5) * CHUNK_WORDS
+  for (;;) {
+    const bit = digit & 31
+    const mask = (2 << bit) - 1
+    const children = nodes[at] as number
+    const leaves = nodes[at + 1] as number
+    if (((children >>> bit) & 1) === 0) {
+      return table.leaves[(nodes[at + 3] as number) + popcount(leaves & ~children & mask)] as number
+    }
+    // Children before this one: lists of listWords, plus what each node takes beyond a list.
+    const before = mask >>> 1
+    at =
+      (nodes[at + 2] as number) +
+      listWords * popcount(children & before) +
+      (NODE_WORDS - listWords) * popcount(children & ~leaves & before)
+    if (((leaves >>> bit) & 1) !== 0) {
+      const boundaries = nodes[at] as number
+      // The boundaries share the key's first `offset` bits: compare from the word holding the digit.
+      const first = offset >>> 5
+      let i = 0
+      for (; i < boundaries; i++) {
+        const start = at + 1 + i * K
+        let w = first
+        while (w < K - 1 && nodes[start + w] === key[w]) w++
+        if ((nodes[start + w] as number) > (key[w] as number)) break
+      }
+      return nodes[at + 1 + boundaries * K + i] as number
+    }
+    offset += width
+    width = 8
+    digit = ((key[offset >>> 5] as number) >>> (24 - (offset & 31))) & 255
+    at += (digit >>> 5) * CHUNK_WORDS
+  }
 }
 
 const key2 = new Uint32Array(2)
@@ -432,39 +598,10 @@ const key2 = new Uint32Array(2)
 export function lookup2(table: RangeTable, hiWord: number, loWord: number): number {
   key2[0] = hiWord
   key2[1] = loWord
-  descend(table, hiWord, key2)
-  const entries = table.entries
-  let lo = range.lo
-  let hi = range.hi
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1
-    const s0 = entries[mid * 3] as number
-    if (s0 < hiWord || (s0 === hiWord && (entries[mid * 3 + 1] as number) <= loWord)) lo = mid
-    else hi = mid - 1
-  }
-  return entries[lo * 3 + 2] as number
+  return lookupWords(table, key2, 2)
 }
 
 /** Label of a 4-word key (IPv6) held in `key[0..3]`. */
 export function lookup4(table: RangeTable, key: Uint32Array): number {
-  descend(table, key[0] as number, key)
-  const entries = table.entries
-  let lo = range.lo
-  let hi = range.hi
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1
-    const base = mid * 5
-    let le = true
-    for (let w = 0; w < 4; w++) {
-      const s = entries[base + w] as number
-      const k = key[w] as number
-      if (s !== k) {
-        le = s < k
-        break
-      }
-    }
-    if (le) lo = mid
-    else hi = mid - 1
-  }
-  return entries[lo * 5 + 4] as number
+  return lookupWords(table, key, 4)
 }
