@@ -3,6 +3,7 @@
 // shared ACLs are still shared, and it explains every generated request exactly as the compiled
 // one does.
 import t from 'tap'
+import { msisdnKey } from '../src/facts/msisdn.js'
 import fc from 'fast-check'
 import { deepStrictEqual, equal, ok } from 'node:assert'
 import { createClientFacts, type ClientFacts } from '../src/facts/facts.js'
@@ -182,7 +183,8 @@ const request: fc.Arbitrary<Request> = fc
     if (r.msisdn !== null) {
       const [prefix, rest, home] = r.msisdn
       const digits = prefix.replace('+', '') + rest
-      facts.msisdn = { international: home ? `86${digits}` : digits, national: home ? digits : null }
+      const international = home ? `86${digits}` : digits
+      facts.msisdn = { international, key: msisdnKey(international), nationalKey: home ? msisdnKey(digits) : -1 }
     }
     facts.protocol = r.protocol
     facts.country = r.country
