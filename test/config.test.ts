@@ -193,6 +193,8 @@ t.test('followed sources: repeated flags, space-separated env, a token from a fi
       .follow,
     ['http://a.example/x', 'http://b.example/y'],
   )
+  writeFileSync(join(dir, 'one.json'), JSON.stringify({ root: 'x', follow: 'http://a.example/x' }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'one.json') })), { message: /"follow".*must be a list/ })
   writeFileSync(
     join(dir, 'follow.json'),
     JSON.stringify({ root: 'x', follow: ['http://a.example/x'], followMaxStale: 0 }),

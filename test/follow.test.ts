@@ -96,6 +96,11 @@ t.test('a surrogate follows another surrogate, with the token, in either format'
   const upstream = await start(config())
   t.teardown(() => upstream.surrogate.close())
   t.equal((await upstream.push({ deliveryCriteria: [{ region: { subnet: CLIENT } }] })).status, 200)
+  t.match(await fetch(`${upstream.apiUrl}/cdni/status`, { headers: AUTH }).then((r) => r.json()), {
+    version: 1,
+    etag: /^"sha256-/,
+    following: null,
+  })
   const s = await follower(t, [`${upstream.apiUrl}/cdni/metadata`], { followToken: AUTH.authorization.slice(7) })
   t.ok(await until(async () => (await get(s, 'any.example')) === 200))
   t.equal(

@@ -319,7 +319,7 @@ t.test('an unexpected failure inside a push is a logged 500, and changes nothing
   } as unknown as CdniAuthz
   const api = buildApi({
     authz,
-    publisher: new Publisher(authz, new StateStore(workspace().stateDir), logger, null),
+    publisher: new Publisher(authz, new StateStore(workspace().stateDir), logger, null, () => null),
     token: TOKEN,
     bodyLimit: 4096,
     requestTimeout: 30_000,

@@ -297,8 +297,8 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
   const isStale = (request: FastifyRequest): boolean => {
     if (stale === null) return false
     if (stale.all) return true
-    const host = hostOf(request)
-    const name = host === undefined ? null : normalizeHost(host)
+    // No Host (or two) names no host: null, like an empty one.
+    const name = normalizeHost(hostOf(request) ?? '')
     return name !== null && stale.hosts.has(name)
   }
   const facts = createClientFacts()

@@ -40,7 +40,7 @@ export class Publisher {
     /** The document enforced now, or null. */
     public live: LiveDocument | null,
     /** Why a valid document cannot be served here (the surrogate's content would not follow it), or null. */
-    private readonly refuse: (compiled: CompiledMetadata) => Problem | null = () => null,
+    private readonly refuse: (compiled: CompiledMetadata) => Problem | null,
   ) {}
 
   /** Runs `task` after every change queued before it, so each sees the document the last one left. */
