@@ -66,6 +66,29 @@ t.test('what cannot be stored is not served, and is reported; the caches not kep
   t.ok(await until(async () => (await get(s)) === 200), 'stored and served once the disk allows')
   t.ok(await until(() => origin.requests.some((r) => r.status === 304)), 'revalidated by Last-Modified alone')
   t.match((await status(s)).following[0].resources[0], { etag: null, lastModified: 'Mon, 01 Jun 2026 00:00:00 GMT' })
+  // A change that cannot be stored: the next 304s are for a tree that is not live, and revalidate
+  // nothing; once the disk allows, the change goes live.
+  rmSync(join(cfg.stateDir, 'state.json'))
+  mkdirSync(join(cfg.stateDir, 'state.json'))
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, '198.51.100.0/24')),
+    ptype: 'MI.HostIndex',
+    lastModified: 'Tue, 02 Jun 2026 00:00:00 GMT',
+    noEtag: true,
+  })
+  t.ok(await until(async () => /could not store/.test((await status(s)).following[0].lastError?.message ?? '')))
+  const lastSuccess = (await status(s)).following[0].lastSuccess
+  const seen = origin.requests.length
+  t.ok(
+    await until(() => origin.requests.slice(seen).filter((r) => r.status === 304).length >= 2),
+    '304s for the new tree',
+  )
+  t.equal((await status(s)).following[0].lastSuccess, lastSuccess, 'which revalidate nothing')
+  t.ok(await until(async () => (await status(s)).following[0].staleSince !== null), 'so the old policy goes stale')
+  t.equal(await get(s), 403)
+  rmSync(join(cfg.stateDir, 'state.json'), { recursive: true })
+  t.ok(await until(async () => (await get(s)) === 200), 'the change, once stored')
+  t.equal(await version(s), 2)
 })
 
 t.test('a restart with its caches damaged, or kept for another document, fetches afresh', async (t) => {

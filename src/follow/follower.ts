@@ -72,6 +72,8 @@ interface Source {
   cache: Map<string, CachedResource>
   /** This source's part of the live document (its last tree accepted), or null. */
   accepted: { document: unknown; text: string | null } | null
+  /** Whether the cache holds a tree not yet made live. */
+  pending: boolean
   /** The assembled text last refused and why, so an unchanged refused tree is not compiled again. */
   refused: { text: string; error: MetadataRefusedError } | null
   /** When its accepted part goes stale without a revalidation (0: already). */
@@ -137,6 +139,7 @@ export class Follower {
       url,
       cache: new Map(),
       accepted: null,
+      pending: false,
       refused: null,
       staleAt: 0,
       staleSince: null,
@@ -270,9 +273,11 @@ export class Follower {
       source.answers.notModified += tree.notModified
       source.cache = tree.resources
       const part = { document: tree.document, text: tree.rootText }
-      // A tree refused before is tried again (and refused without a compile) until it changes:
-      // the source no longer serves the accepted part, so a 304 for it revalidates nothing.
-      const changed = tree.changed || source.accepted === null || source.refused !== null
+      // A tree fetched but not made live (refused, or not stored) is tried again until it is: the
+      // source no longer serves the accepted part, so a 304 for the new one revalidates nothing.
+      // A refused one is refused again without a compile (acceptNow).
+      if (tree.changed || source.accepted === null) source.pending = true
+      const changed = source.pending
       if (changed) await this.accept(source, part)
       source.results[changed ? 'changed' : 'unchanged']++
       source.lastSuccess = this.now()
@@ -329,6 +334,7 @@ export class Follower {
     if (source.refused?.text === text) throw source.refused.error
     if (this.publisher.live?.text === text) {
       source.accepted = part
+      source.pending = false
       this.assembled = true
       return
     }
@@ -351,6 +357,7 @@ export class Follower {
     }
     source.accepted = part
     source.refused = null
+    source.pending = false
     this.assembled = true
   }
 
