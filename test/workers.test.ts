@@ -186,13 +186,13 @@ t.test('metrics add up the workers: decisions summed, the lowest and highest ver
 
 t.test('SIGHUP reloads the databases of every worker', async (t) => {
   const pool = await startPool(t)
-  const lines = await pool.surrogate.workers?.reloadDatabases()
-  t.equal(lines?.length, 2)
-  t.match(lines?.[0], /^country .*iptoasn-country\.mmdb \(country ipvAll\), AS none$/)
+  const lines = await pool.surrogate.reloadWorkerDatabases()
+  t.equal(lines.length, 2)
+  t.match(lines[0], /^country .*iptoasn-country\.mmdb \(country ipvAll\), AS none$/)
   const [, second] = pool.started as [InProcessWorker, InProcessWorker]
   second.intercept = (message) =>
     message.cdni === 'reload' ? { cdni: 'reply', id: message.id, ok: false, error: 'unreadable' } : null
-  t.match((await pool.surrogate.workers?.reloadDatabases())?.[1], 'failed: unreadable')
+  t.match((await pool.surrogate.reloadWorkerDatabases())[1], 'failed: unreadable')
   t.match(second.reloadDatabases(), /^country /, 'a worker reloads on its own SIGHUP too')
 })
 
@@ -249,6 +249,19 @@ t.test('a document that cannot be stored after the workers loaded it switches no
     'every worker dropped it',
   )
   t.same(await policies(pool.started), ['A', 'A'])
+})
+
+t.test('a snapshot that cannot be moved into place leaves the staged one committed, for replacements', async (t) => {
+  const pool = await startPool(t)
+  t.equal((await pool.push(A)).status, 200)
+  // A folder in the snapshot's place: the rename onto it fails once the document is stored.
+  rmSync(join(pool.cfg.stateDir, SNAPSHOT_FILE))
+  mkdirSync(join(pool.cfg.stateDir, SNAPSHOT_FILE, 'x'), { recursive: true })
+  t.equal((await pool.push(B)).status, 200)
+  t.same(await policies(pool.started), ['B', 'B'])
+  await (pool.started[0] as InProcessWorker).exit(null, 'SIGKILL')
+  await pool.ready()
+  t.same(await policies(pool.serving()), ['B', 'B'], 'the replacement loaded the staged snapshot')
 })
 
 t.test('a restart with a damaged snapshot compiles the document and serves its policy', async (t) => {

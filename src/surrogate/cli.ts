@@ -221,6 +221,9 @@ function formatProblems(kind: string, problems: Problem[]): string {
   return problems.map((p) => `  ${kind} ${p.pointer || '(document)'}: ${p.message}\n`).join('')
 }
 
+/* c8 ignore start - runs only in a worker process of the cluster, which the tests start from the
+   built program without coverage (test/workers-process.test.ts); runWorker, all it drives, is
+   covered in-process by test/workers.test.ts */
 /** A worker of `serve --workers N` (its primary is this program too): serves until drained. */
 async function serveAsWorker(config: ServerConfig, io: Io): Promise<number> {
   const drained = new Promise<void>((resolve) => {
@@ -246,16 +249,14 @@ async function serveAsWorker(config: ServerConfig, io: Io): Promise<number> {
   await drained
   return 0
 }
+/* c8 ignore stop */
 
 async function serve(values: Values, io: Io): Promise<number> {
   const config = configFor(io, values, 'serve')
   if (config.workers > 1 && cluster.isWorker) return serveAsWorker(config, io)
   const surrogate = await createSurrogate(config)
   const { contentUrl, apiUrl } = await surrogate.listen()
-  const workers = surrogate.workers
-  io.stdout(
-    `cdni-authz: serving content on ${contentUrl}${workers === null ? '' : ` (${config.workers} workers)`}\ncdni-authz: push API on ${apiUrl}/cdni/metadata\n`,
-  )
+  io.stdout(`cdni-authz: serving content on ${contentUrl}\ncdni-authz: push API on ${apiUrl}/cdni/metadata\n`)
   io.onReload?.(() => {
     try {
       const { country, asn } = surrogate.content.cdniAuthz.reloadDatabases()
@@ -266,7 +267,7 @@ async function serve(values: Values, io: Io): Promise<number> {
       io.stderr(`cdni-authz: database reload failed, the databases in use stay: ${(err as Error).message}\n`)
     }
     // Each worker reads its own copy; one that cannot keeps the databases it has.
-    void workers?.reloadDatabases().then((lines) => {
+    void surrogate.reloadWorkerDatabases().then((lines) => {
       for (const line of lines) io.stdout(`cdni-authz: worker databases reloaded: ${line}\n`)
     })
   })

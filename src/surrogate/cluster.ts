@@ -45,14 +45,19 @@ type Reply = Extract<FromWorker, { cdni: 'reply'; ok: true }>
 /** A request before its id is given (Omit over each member of the union, not over the union). */
 type Request = ToWorker extends infer T ? (T extends ToWorker ? Omit<T, 'id'> : never) : never
 
-/** Longest a worker may take to load a snapshot (a large policy loads in well under a second). */
-const LOAD_TIMEOUT = 30_000
-/** Longest anything else may take: a switch is one assignment, a listen one handle from here. */
-const STEP_TIMEOUT = 10_000
-/** Longest a drain may take before the worker is killed. */
-const DRAIN_TIMEOUT = 30_000
-/** Pause before a crashed worker is replaced, so a worker that cannot start does not spin. */
-const RESTART_DELAY = 250
+/** How long the pool waits, in milliseconds. */
+export interface PoolTimeouts {
+  /** For a worker to load a snapshot (a large policy loads in well under a second). */
+  load: number
+  /** For anything else: a switch is one assignment, a listen one handle from the primary. */
+  step: number
+  /** For a drain, before the worker is killed. */
+  drain: number
+  /** Before a crashed worker is replaced, so that one which cannot start does not spin. */
+  restart: number
+}
+
+const TIMEOUTS: PoolTimeouts = { load: 30_000, step: 10_000, drain: 30_000, restart: 250 }
 
 interface Member {
   worker: Worker
@@ -71,6 +76,7 @@ export interface WorkerPoolOptions {
   log: FastifyBaseLogger
   /** Starts a worker (cluster.fork in the program). */
   fork?: () => Worker
+  timeouts?: Partial<PoolTimeouts>
 }
 
 export class WorkerPool implements FanOut {
@@ -83,10 +89,12 @@ export class WorkerPool implements FanOut {
   private requests = 0
   private url: string | null = null
   private readonly fork: () => Worker
+  private readonly timeouts: PoolTimeouts
   private readonly started: { resolve: (url: string) => void; reject: (err: Error) => void }[] = []
 
   constructor(private readonly options: WorkerPoolOptions) {
     this.fork = options.fork ?? (() => cluster.fork())
+    this.timeouts = { ...TIMEOUTS, ...options.timeouts }
   }
 
   private get snapshotPath(): string {
@@ -133,12 +141,12 @@ export class WorkerPool implements FanOut {
       )
       setTimeout(() => {
         if (!this.stopping) this.spawn()
-      }, RESTART_DELAY).unref()
+      }, this.timeouts.restart).unref()
     })
   }
 
   /** Sends `message` to one worker and waits for its reply, no longer than `timeout`. */
-  private ask(member: Member, message: Request, timeout = STEP_TIMEOUT): Promise<Reply> {
+  private ask(member: Member, message: Request, timeout = this.timeouts.step): Promise<Reply> {
     const id = ++this.requests
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -167,7 +175,7 @@ export class WorkerPool implements FanOut {
       try {
         const committed = this.committed
         if (committed !== null) {
-          await this.ask(member, { cdni: 'load', path: committed.path, etag: committed.etag }, LOAD_TIMEOUT)
+          await this.ask(member, { cdni: 'load', path: committed.path, etag: committed.etag }, this.timeouts.load)
           member.version = (await this.ask(member, { cdni: 'commit', etag: committed.etag })).version as number
         }
         if (this.stale !== null) await this.ask(member, { cdni: 'stale', hosts: this.stale })
@@ -208,7 +216,9 @@ export class WorkerPool implements FanOut {
     }
     const targets = this.serving()
     const results = await Promise.allSettled(
-      targets.map((member) => this.ask(member, { cdni: 'load', path: staged, etag: prepared.etag }, LOAD_TIMEOUT)),
+      targets.map((member) =>
+        this.ask(member, { cdni: 'load', path: staged, etag: prepared.etag }, this.timeouts.load),
+      ),
     )
     const abort = async (): Promise<void> => {
       await Promise.allSettled(targets.map((member) => this.ask(member, { cdni: 'abort' })))
@@ -271,12 +281,6 @@ export class WorkerPool implements FanOut {
     return behind === undefined ? null : `worker ${behind.worker.id} serves version ${behind.version}, not ${live}`
   }
 
-  /** The lowest and highest version a serving worker serves (0 and 0 while none serves). */
-  versions(): { min: number; max: number } {
-    const versions = this.serving().map((member) => member.version)
-    return versions.length === 0 ? { min: 0, max: 0 } : { min: Math.min(...versions), max: Math.max(...versions) }
-  }
-
   /** Every serving worker's metrics; one that does not answer in time is left out of this scrape. */
   async metrics(): Promise<WorkerMetrics[]> {
     const replies = await Promise.allSettled(this.serving().map((member) => this.ask(member, { cdni: 'metrics' })))
@@ -299,8 +303,8 @@ export class WorkerPool implements FanOut {
       [...this.members.values()].map(async (member) => {
         const exited = new Promise((resolve) => member.worker.once('exit', resolve))
         if (member.worker.isDead()) return
-        const killer = setTimeout(() => member.worker.process.kill('SIGKILL'), DRAIN_TIMEOUT)
-        this.ask(member, { cdni: 'drain' }, DRAIN_TIMEOUT).catch(() => undefined)
+        const killer = setTimeout(() => member.worker.process.kill('SIGKILL'), this.timeouts.drain)
+        this.ask(member, { cdni: 'drain' }, this.timeouts.drain).catch(() => undefined)
         await exited
         clearTimeout(killer)
       }),

@@ -24,7 +24,7 @@ import { Follower } from '../follow/follower.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import type { Problem } from '../policy/model.js'
 import cdniAuthz, { hostOf, type CdniAuthz } from '../plugin/plugin.js'
-import { WorkerPool } from './cluster.js'
+import { WorkerPool, type WorkerPoolOptions } from './cluster.js'
 import type { CompiledMetadata } from '../load/prepare.js'
 import { namesHosts } from '../policy/site.js'
 import { normalizeHost } from '../policy/request-target.js'
@@ -40,6 +40,8 @@ export interface Surrogate {
   close(): Promise<void>
   /** The workers serving the content (`--workers` above 1), or null: this process serves it. */
   workers: WorkerPool | null
+  /** Has every worker read the IP databases again: a line each (none without workers). */
+  reloadWorkerDatabases(): Promise<string[]>
 }
 
 function readPem(path: string, setting: string): Buffer {
@@ -53,6 +55,8 @@ function readPem(path: string, setting: string): Buffer {
 export interface SurrogateOptions {
   /** A pino logger to use (tests pass a silent or capturing one). */
   logger?: FastifyBaseLogger
+  /** How the workers of `--workers` are started and waited for (tests run them in this process). */
+  workers?: Pick<WorkerPoolOptions, 'fork' | 'timeouts'>
 }
 
 /** The content listener and what it needs: one per serving process (this one, or each worker). */
@@ -228,7 +232,13 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
   // With workers, this process serves no content: it compiles, stores, and switches the workers.
   const pool =
     config.workers > 1
-      ? new WorkerPool({ count: config.workers, stateDir: config.stateDir, authz: content.cdniAuthz, log: content.log })
+      ? new WorkerPool({
+          count: config.workers,
+          stateDir: config.stateDir,
+          authz: content.cdniAuthz,
+          log: content.log,
+          ...options.workers,
+        })
       : null
   const publisher = new Publisher(content.cdniAuthz, store, content.log, live, refuse, pool)
   // The follower marks metadata stale on the plugin it is given: with workers, on theirs as well.
@@ -282,6 +292,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     content,
     api,
     workers: pool,
+    reloadWorkerDatabases: async () => (pool === null ? [] : pool.reloadDatabases()),
     async listen() {
       const contentUrl =
         pool === null ? await content.listen({ host: config.host, port: config.port }) : await pool.start(publisher)
