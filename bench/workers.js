@@ -6,7 +6,7 @@
 // taskset is there) shares the cores with the workers: on a 2-core box the throughput of 2
 // workers is bounded by it, so compare the CPU per request, not the requests per second.
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ipv4Prefixes } from './lib/data.js'
@@ -67,7 +67,7 @@ async function start(workers) {
   }
   // With workers, the serving processes are the primary's children; alone, the process itself.
   const servers = workers === 1 ? [child.pid] : childrenOf(child.pid)
-  return { child, contentUrl: urls[1], apiUrl: urls[2], servers }
+  return { base, child, contentUrl: urls[1], apiUrl: urls[2], servers }
 }
 
 async function push(apiUrl, text) {
@@ -87,7 +87,7 @@ const round = (value, places = 1) => Math.round(value * 10 ** places) / 10 ** pl
 
 for (const workers of [1, 2]) {
   const server = await start(workers)
-  const { child, contentUrl, apiUrl, servers } = server
+  const { base, child, contentUrl, apiUrl, servers } = server
   const before = servers.map(usage)
   const primaryBefore = usage(child.pid)
   // The first push compiles the document in the primary; five more switch between two documents.
@@ -131,4 +131,5 @@ for (const workers of [1, 2]) {
   )
   child.kill('SIGTERM')
   await new Promise((resolve) => child.on('exit', resolve))
+  rmSync(base, { recursive: true, force: true })
 }
