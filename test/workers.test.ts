@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { allowing, AUTH, config } from './helpers/surrogate.js'
 import { inProcessFork, type InProcessWorker } from './helpers/workers.js'
 import { createSurrogate } from '../src/surrogate/server.js'
-import type { ServerConfig } from '../src/surrogate/config.js'
+import { availableParallelism } from 'node:os'
+import { ConfigError, loadConfig, type ServerConfig } from '../src/surrogate/config.js'
 import { SNAPSHOT_FILE, STAGED_SNAPSHOT_FILE } from '../src/surrogate/state.js'
 
 const A = allowing('10.0.0.0/8')
@@ -59,6 +60,27 @@ async function startPool(
   }
   return { cfg, surrogate, contentUrl, apiUrl, push, started, serving, ready }
 }
+
+t.test('the workers setting takes a count or auto (one per core), and refuses anything else', async (t) => {
+  const workers = (flag: string | undefined, env: string | undefined, file?: unknown) => {
+    const path = join(config().stateDir, '..', 'config.json')
+    if (file !== undefined) writeFileSync(path, JSON.stringify({ workers: file }))
+    return loadConfig({
+      file: file === undefined ? null : path,
+      env: env === undefined ? {} : { CDNI_WORKERS: env },
+      flags: { root: '.', ...(flag === undefined ? {} : { workers: flag }) },
+      cwd: process.cwd(),
+    }).workers
+  }
+  t.equal(workers(undefined, undefined), 1, 'one by default: the single process')
+  t.equal(workers('4', undefined), 4)
+  t.equal(workers(undefined, 'auto'), availableParallelism())
+  t.equal(workers(undefined, undefined, 3), 3)
+  for (const bad of ['0', '-1', '2.5', 'all', '257']) {
+    t.throws(() => workers(bad, undefined), ConfigError, `refuses ${bad}`)
+  }
+  t.throws(() => workers(undefined, undefined, '2'), /setting "workers".*must be auto or an integer 1–256, got "2"/)
+})
 
 t.test('every worker serves a push once it is answered 200, and the primary serves no content', async (t) => {
   const pool = await startPool(t)
