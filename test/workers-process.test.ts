@@ -1,22 +1,17 @@
-// `serve --workers 2` with real worker processes (the built cli.js, forked by node:cluster). The
-// first test runs the primary here, through the built main() (a primary running the TypeScript
-// sources would write snapshots the built workers rightly refuse: another build), so that a
-// worker's pid is at hand to SIGKILL and its SIGHUP and SIGTERM handlers are the test's to fire;
-// the second spawns the whole program.
+// `serve --workers 2`: the built program, its primary and two worker processes (node:cluster),
+// spawned as in production. The primary runs the built code too: one running the TypeScript
+// sources would write snapshots the built workers rightly refuse (another build).
 // Load is plain HTTP/1.1, one connection per request, so node:cluster's round robin spreads it
 // over both workers.
 import t from 'tap'
-import cluster from 'node:cluster'
 import { execFileSync } from 'node:child_process'
 import http from 'node:http'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Io } from '../src/surrogate/cli.js'
 import { spawnServer } from './helpers/process.js'
-import { allowing, client, TOKEN, workspace } from './helpers/surrogate.js'
+import { allowing } from './helpers/surrogate.js'
 import { SNAPSHOT_FILE } from '../src/surrogate/state.js'
 
-const CLI = new URL('../dist/surrogate/cli.js', import.meta.url).pathname
 const A = allowing('10.0.0.0/8')
 const B = allowing('11.0.0.0/8')
 /** What each policy answers the two sources of the load. */
@@ -75,42 +70,19 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 t.test(
   'two worker processes under load: pushes, a worker SIGKILLed, a push while one is down, SIGHUP, SIGTERM',
   async (t) => {
-    const { root, stateDir } = workspace()
-    const flags = ['--port', '0', '--api-port', '0', '--log-level', 'error', '--root', root, '--state-dir', stateDir]
-    const args = ['serve', ...flags, '--trusted-proxies', '127.0.0.1/32', '--workers', '2']
-    // The workers run the built program, without tap's hooks (see helpers/process.ts).
-    const saved = { NODE_OPTIONS: process.env.NODE_OPTIONS, NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE }
-    process.env.NODE_OPTIONS = ''
-    delete process.env.NODE_V8_COVERAGE
-    t.teardown(() => Object.assign(process.env, saved))
-    cluster.setupPrimary({ exec: CLI, args, execArgv: [], silent: true })
-    let out = ''
-    let stop: (signal: string) => void = () => undefined
-    let reload: () => void = () => undefined
-    const io: Io = {
-      stdout: (text) => (out += text),
-      stderr: (text) => (out += text),
-      env: { CDNI_API_TOKEN: TOKEN },
-      cwd: process.cwd(),
-      stopSignal: () => new Promise((resolve) => (stop = resolve)),
-      onReload: (handler) => (reload = handler),
-    }
-    const { main } = (await import(CLI)) as typeof import('../src/surrogate/cli.js')
-    const finished = main(args, io)
-    while (!out.includes('push API on')) {
-      if (out.includes('serve:')) throw new Error(out)
-      await sleep(20)
-    }
-    const urls = /serving content on (\S+)\ncdni-authz: push API on (\S+)\/cdni\/metadata/.exec(out)
-    t.ok(urls, out)
-    const s = client(urls?.[1] as string, urls?.[2] as string)
+    const s = await spawnServer(['--trusted-proxies', '127.0.0.1/32', '--workers', '2'])
+    t.teardown(() => s.child.kill('SIGKILL'))
     const ready = async () => {
       for (;;) {
         if ((await fetch(`${s.apiUrl}/readyz`)).status === 200) return
         await sleep(20)
       }
     }
-    const workerPids = () => Object.values(cluster.workers ?? {}).map((worker) => worker?.process.pid as number)
+    const workerPids = () =>
+      execFileSync('pgrep', ['-P', String(s.child.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map(Number)
 
     const traffic = load(s.contentUrl)
     /** Each accepted push: when it was sent, and when its 200 arrived. */
@@ -159,16 +131,23 @@ t.test(
     )
     t.match(await (await fetch(`${s.apiUrl}/metrics`)).text(), /cdni_authz_workers_policy_version_min 8\n/)
 
-    reload()
-    while ((out.match(/worker databases reloaded/g) ?? []).length < 2) await sleep(20)
+    s.child.kill('SIGHUP')
+    while ((s.output().match(/worker databases reloaded/g) ?? []).length < 2) await sleep(20)
     t.pass('SIGHUP reloaded the databases of both workers')
 
-    const exits = Object.values(cluster.workers ?? {}).map(
-      (worker) => new Promise((resolve) => worker?.on('exit', (code) => resolve(code))),
+    t.equal(await s.stop(), 0, 'SIGTERM: drained and stopped')
+    t.same(
+      after.filter((pid) => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }),
+      [],
+      'no worker is left',
     )
-    stop('SIGTERM')
-    t.equal(await finished, 0)
-    t.same(await Promise.all(exits), [0, 0], 'both workers drained and exited')
   },
 )
 

@@ -11,6 +11,7 @@ import { createSurrogate } from '../src/surrogate/server.js'
 import { availableParallelism } from 'node:os'
 import { ConfigError, loadConfig, type ServerConfig } from '../src/surrogate/config.js'
 import { SNAPSHOT_FILE, STAGED_SNAPSHOT_FILE } from '../src/surrogate/state.js'
+import type { PoolTimeouts } from '../src/surrogate/cluster.js'
 
 const A = allowing('10.0.0.0/8')
 const B = allowing('11.0.0.0/8')
@@ -37,7 +38,7 @@ async function policies(workers: InProcessWorker[]): Promise<string[]> {
 async function startPool(
   t: { teardown: (fn: () => unknown) => void },
   patch: Partial<ServerConfig> = {},
-  timeouts = { load: 2000, restart: 10 },
+  timeouts: Partial<PoolTimeouts> = { load: 2000, restart: 10 },
 ) {
   const cfg = config({ workers: 2, ...patch })
   const { fork, started } = inProcessFork(cfg)
@@ -155,6 +156,37 @@ t.test('a worker that crashes is replaced on the live version; a push while it i
   t.equal((await pool.push(B)).status, 200, 'a push while a worker is down')
   await pool.ready()
   t.same(await policies(pool.serving()), ['B', 'B'], 'the replacement serves the policy pushed while it was down')
+})
+
+t.test('a worker that dies while it loads a push does not refuse it: its replacement serves it', async (t) => {
+  const pool = await startPool(t)
+  t.equal((await pool.push(A)).status, 200)
+  const [, second] = pool.started as [InProcessWorker, InProcessWorker]
+  second.intercept = (message) => {
+    if (message.cdni !== 'load') return null
+    void second.exit(null, 'SIGKILL')
+    return 'silent'
+  }
+  t.equal((await pool.push(B)).status, 200)
+  await pool.ready()
+  t.same(await policies(pool.serving()), ['B', 'B'])
+})
+
+t.test('a worker that does not answer the switch is replaced; meanwhile /readyz names it', async (t) => {
+  const pool = await startPool(t, {}, { load: 2000, step: 1000, restart: 10 })
+  t.equal((await pool.push(A)).status, 200)
+  const [, second] = pool.started as [InProcessWorker, InProcessWorker]
+  second.intercept = (message) => (message.cdni === 'commit' ? 'silent' : null)
+  const pushed = pool.push(B)
+  for (;;) {
+    const body = (await (await fetch(`${pool.apiUrl}/readyz`)).json()) as { message?: string }
+    if (body.message?.endsWith('serves version 1, not 2') === true) break
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  t.equal((await pushed).status, 200)
+  t.ok(second.dead)
+  await pool.ready()
+  t.same(await policies(pool.serving()), ['B', 'B'])
 })
 
 t.test('a worker that fails to start is replaced', async (t) => {
@@ -292,6 +324,10 @@ t.test('a restart with a damaged snapshot compiles the document and serves its p
   await first.surrogate.close()
   const path = join(first.cfg.stateDir, SNAPSHOT_FILE)
   const good = readFileSync(path)
+  const intact = await startPool(t, { stateDir: first.cfg.stateDir })
+  t.same(await policies(intact.started), ['A', 'A'], 'an intact snapshot: its policy, at its version')
+  t.equal(intact.surrogate.content.cdniAuthz.version, 1)
+  await intact.surrogate.close()
   for (const [what, bytes] of [
     ['truncated', good.subarray(0, good.length >> 1)],
     ['corrupt', Buffer.from(good.map((byte, i) => (i === good.length - 9 ? byte ^ 0xff : byte)))],

@@ -212,7 +212,8 @@ export class WorkerPool implements FanOut {
       await authz.writeSnapshot(staged, { prepared, version })
     } catch (err) {
       log.error({ err }, 'cdni-authz: could not write the snapshot for the workers')
-      throw new StorageUnavailableError((err as NodeJS.ErrnoException).code ?? 'EIO', { cause: err })
+      // fs errors always carry a code; the path stays out of the response.
+      throw new StorageUnavailableError((err as NodeJS.ErrnoException).code as string, { cause: err })
     }
     const targets = this.serving()
     const results = await Promise.allSettled(
@@ -224,7 +225,11 @@ export class WorkerPool implements FanOut {
       await Promise.allSettled(targets.map((member) => this.ask(member, { cdni: 'abort' })))
       await rm(staged, { force: true })
     }
-    const failed = results.findIndex((result) => result.status === 'rejected')
+    // A worker that exited meanwhile is not a refusal: it serves nothing, and its replacement is
+    // admitted after this switch, with whatever policy it leaves live.
+    const failed = results.findIndex(
+      (result, i) => result.status === 'rejected' && this.members.has((targets[i] as Member).worker.id),
+    )
     if (failed >= 0) {
       await abort()
       const reason = (results[failed] as PromiseRejectedResult).reason as Error
@@ -245,8 +250,9 @@ export class WorkerPool implements FanOut {
           log.error({ err }, 'cdni-authz: could not move the snapshot into place')
           this.committed = { path: staged, etag: prepared.etag, version }
         }
+        const alive = targets.filter((member) => this.members.has(member.worker.id))
         await Promise.all(
-          targets.map(async (member) => {
+          alive.map(async (member) => {
             try {
               member.version = (await this.ask(member, { cdni: 'commit', etag: prepared.etag })).version as number
             } catch (err) {
