@@ -86,6 +86,7 @@ t.test('the plugin enforces per host and path, and says why it denied', async (t
     'unknowable-handset': 0,
     'unknowable-msisdn': 0,
     'unknowable-protocol': 0,
+    'metadata-stale': 0,
   })
   t.match(
     lines.find((line) => line.msg === 'cdni-authz: metadata warning'),
