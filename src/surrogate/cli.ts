@@ -253,6 +253,7 @@ async function serveAsWorker(config: ServerConfig, io: Io): Promise<number> {
 
 async function serve(values: Values, io: Io): Promise<number> {
   const config = configFor(io, values, 'serve')
+  /* c8 ignore next - true only in a forked worker process (see serveAsWorker) */
   if (config.workers > 1 && cluster.isWorker) return serveAsWorker(config, io)
   const surrogate = await createSurrogate(config)
   const { contentUrl, apiUrl } = await surrogate.listen()
@@ -268,6 +269,7 @@ async function serve(values: Values, io: Io): Promise<number> {
     }
     // Each worker reads its own copy; one that cannot keeps the databases it has.
     void surrogate.reloadWorkerDatabases().then((lines) => {
+      /* c8 ignore next - workers exist only in the spawned program (test/workers-process.test.ts) */
       for (const line of lines) io.stdout(`cdni-authz: worker databases reloaded: ${line}\n`)
     })
   })

@@ -93,6 +93,7 @@ export class WorkerPool implements FanOut {
   private readonly started: { resolve: (url: string) => void; reject: (err: Error) => void }[] = []
 
   constructor(private readonly options: WorkerPoolOptions) {
+    /* c8 ignore next - the real fork runs in the program only; tests fork in-process workers */
     this.fork = options.fork ?? (() => cluster.fork())
     this.timeouts = { ...TIMEOUTS, ...options.timeouts }
   }
