@@ -30,6 +30,7 @@ const suites = [
   { name: 'HTTP, allowed traffic only', script: 'http.js', env: { LOAD_MIX: 'allowed' } },
   { name: 'hot swap under load', script: 'push.js' },
   { name: 'fleet: 50 followers of one origin', script: 'fleet.js' },
+  { name: 'workers: 1 and 2, 200,000 prefixes', script: 'workers.js' },
   { name: 'RFC 8006 selection, 5,000 hosts x 20 patterns', script: 'site.js' },
   { name: 'country lookups, bundled database', script: 'geo.js' },
 ]

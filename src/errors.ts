@@ -65,6 +65,13 @@ export const StorageUnavailableError = createError(
   503,
 )
 
+/** A push that a cluster worker could not load (%s says which and why): nothing was switched. */
+export const WorkersUnavailableError = createError(
+  'FST_CDNI_WORKERS_UNAVAILABLE',
+  'not every worker could load the document (%s); the live policy is unchanged',
+  503,
+)
+
 /** GET /cdni/metadata before any document was accepted. */
 export const NoMetadataError = createError('FST_CDNI_NO_METADATA', 'no metadata has been accepted yet', 404)
 

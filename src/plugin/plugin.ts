@@ -98,6 +98,12 @@ export interface UpdateResult {
   summary: PolicySummary
 }
 
+/** A snapshot read and verified, not yet live: `commit(snapshot, snapshot.version)` swaps it in. */
+export interface PreparedSnapshot extends PreparedPolicy {
+  /** The version it was written with. */
+  version: number
+}
+
 /** What the plugin decorates the instance with, as `fastify.cdniAuthz`. */
 export interface CdniAuthz {
   /** Validates, compiles and swaps in a new policy atomically. Throws an error with
@@ -120,9 +126,11 @@ export interface CdniAuthz {
    * Writes the live policy, compiled, to `path` (atomically: a temporary beside it, synced, then
    * renamed), with its document's SHA-256 and its version, for `loadSnapshot` in another process
    * of the same release. Needs a live policy loaded from text (`prepare`, or `update` with a
-   * string); returns the file's size in bytes.
+   * string), or `of`: a prepared policy and the version it will be committed with, written before
+   * it is live (a cluster's workers load it before any of them switches). Returns the file's size
+   * in bytes.
    */
-  writeSnapshot(path: string): Promise<number>
+  writeSnapshot(path: string, of?: { prepared: PreparedPolicy; version: number }): Promise<number>
   /**
    * Swaps in the policy of the snapshot at `path`, with the version it was written with, if it
    * was compiled from `document` (its text, or its ETag as `prepare` gives it) by this release
@@ -131,6 +139,12 @@ export interface CdniAuthz {
    * compiles the document instead. Warnings were given where the document was compiled.
    */
   loadSnapshot(path: string, document: string | { etag: string }): Promise<UpdateResult>
+  /**
+   * `loadSnapshot` without the swap: the snapshot's policy read and verified, for `commit` with
+   * the version it carries, so that loading and switching are two steps (a cluster's workers all
+   * load before any switches). Throws a SnapshotError as `loadSnapshot` does.
+   */
+  readSnapshot(path: string, document: string | { etag: string }): Promise<PreparedSnapshot>
   /** Decisions since start, for metrics. */
   readonly counts: DecisionCounts
   /** The country and AS databases in use. */
@@ -379,7 +393,10 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     commit(prepared: PreparedPolicy, nextVersion?: number) {
       return swap(prepared.compiled, prepared.etag, prepared.warnings, nextVersion)
     },
-    async writeSnapshot(path: string) {
+    async writeSnapshot(path: string, of?: { prepared: PreparedPolicy; version: number }) {
+      if (of !== undefined) {
+        return writePolicySnapshot(path, of.prepared.compiled, of.version, { etag: of.prepared.etag, context })
+      }
       const state = live
       if (state?.etag == null) {
         throw new Error(
@@ -393,6 +410,18 @@ const plugin: FastifyPluginAsync<CdniAuthzOptions> = async (fastify: FastifyInst
     async loadSnapshot(path: string, document: string | { etag: string }) {
       const snapshot = await readPolicySnapshot(path, document, context)
       return swap(snapshot.site, snapshot.etag, [], snapshot.version)
+    },
+    async readSnapshot(path: string, document: string | { etag: string }) {
+      const started = performance.now()
+      const snapshot = await readPolicySnapshot(path, document, context)
+      return {
+        ok: true as const,
+        compiled: snapshot.site,
+        warnings: [],
+        etag: snapshot.etag,
+        compileMs: performance.now() - started,
+        version: snapshot.version,
+      }
     },
     counts,
     get databases() {

@@ -13,6 +13,7 @@ import { LogController, type FastifyBaseLogger, type FastifyError, type FastifyI
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { LiveDocument, Publisher } from './publisher.js'
 import type { Follower } from '../follow/follower.js'
+import type { WorkerPool } from './cluster.js'
 import { createMetrics, type PushResult } from './metrics.js'
 import { timedFastify, type Tls } from './timed-fastify.js'
 import {
@@ -24,6 +25,7 @@ import {
   StorageUnavailableError,
   UnauthorizedError,
   UnsupportedPayloadError,
+  WorkersUnavailableError,
 } from '../errors.js'
 
 export interface ApiOptions {
@@ -40,6 +42,8 @@ export interface ApiOptions {
   /** The follower, when the policy follows sources (`--follow`): pushes are then refused, and
    * `GET /cdni/status` reports it. */
   follower?: Follower | null
+  /** The workers serving the content, when there are some: /readyz and /metrics cover them. */
+  workers?: WorkerPool | null
 }
 
 /**
@@ -83,6 +87,7 @@ const REFUSALS = [
   FollowingError,
   NoMetadataError,
   NotReadyError,
+  WorkersUnavailableError,
 ]
 
 const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: number } =>
@@ -91,6 +96,7 @@ const isRefusal = (error: FastifyError): error is FastifyError & { statusCode: n
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { authz, publisher } = options
   const follower = options.follower ?? null
+  const workers = options.workers ?? null
   let requests = 0
   const api = timedFastify(
     {
@@ -104,7 +110,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   )
   const expected = digest(`Bearer ${options.token}`)
 
-  const metrics = createMetrics(authz, () => publisher.live?.compileSeconds ?? 0, follower)
+  const metrics = createMetrics(authz, () => publisher.live?.compileSeconds ?? 0, follower, workers)
 
   // The body arrives as text: the worker parses it, so the event loop never holds a parsed copy.
   api.removeAllContentTypeParsers()
@@ -216,6 +222,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     if (!authz.loaded) throw new NotReadyError('no policy loaded yet')
     const waiting = follower?.notReady() ?? null
     if (waiting !== null) throw new NotReadyError(waiting)
+    const switching = workers?.notReady() ?? null
+    if (switching !== null) throw new NotReadyError(switching)
     return { status: 'ready', version: authz.version }
   })
   api.get('/metrics', async (_request, reply) => {

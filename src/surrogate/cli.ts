@@ -20,6 +20,8 @@ import { preparePolicy, validateMetadata } from '../load/prepare.js'
 import { canonicalPath } from '../policy/request-target.js'
 import { explainSite } from '../policy/site.js'
 import { createSurrogate } from './server.js'
+import { runWorker } from './cluster-worker.js'
+import cluster from 'node:cluster'
 
 export interface Io {
   stdout: (text: string) => void
@@ -219,8 +221,40 @@ function formatProblems(kind: string, problems: Problem[]): string {
   return problems.map((p) => `  ${kind} ${p.pointer || '(document)'}: ${p.message}\n`).join('')
 }
 
+/* c8 ignore start - runs only in a worker process of the cluster, which the tests start from the
+   built program without coverage (test/workers-process.test.ts); runWorker, all it drives, is
+   covered in-process by test/workers.test.ts */
+/** A worker of `serve --workers N` (its primary is this program too): serves until drained. */
+async function serveAsWorker(config: ServerConfig, io: Io): Promise<number> {
+  const drained = new Promise<void>((resolve) => {
+    void runWorker(config, {
+      send: (message) => {
+        // Gone when the primary is: the worker is on its way out, and the reply has nobody to read it.
+        if (process.connected) process.send?.(message)
+      },
+      onMessage: (handler) => process.on('message', handler),
+      done: resolve,
+    }).then((worker) => {
+      io.onReload?.(() => {
+        try {
+          io.stdout(`cdni-authz: worker ${process.pid}: databases reloaded: ${worker.reloadDatabases()}\n`)
+        } catch (err) {
+          io.stderr(`cdni-authz: worker ${process.pid}: database reload failed: ${(err as Error).message}\n`)
+        }
+      })
+      // A stop signal sent to this worker alone (or to the group, with the primary's) drains it.
+      void io.stopSignal().then(() => worker.drain())
+    })
+  })
+  await drained
+  return 0
+}
+/* c8 ignore stop */
+
 async function serve(values: Values, io: Io): Promise<number> {
   const config = configFor(io, values, 'serve')
+  /* c8 ignore next - true only in a forked worker process (see serveAsWorker) */
+  if (config.workers > 1 && cluster.isWorker) return serveAsWorker(config, io)
   const surrogate = await createSurrogate(config)
   const { contentUrl, apiUrl } = await surrogate.listen()
   io.stdout(`cdni-authz: serving content on ${contentUrl}\ncdni-authz: push API on ${apiUrl}/cdni/metadata\n`)
@@ -233,6 +267,11 @@ async function serve(values: Values, io: Io): Promise<number> {
     } catch (err) {
       io.stderr(`cdni-authz: database reload failed, the databases in use stay: ${(err as Error).message}\n`)
     }
+    // Each worker reads its own copy; one that cannot keeps the databases it has.
+    void surrogate.reloadWorkerDatabases().then((lines) => {
+      /* c8 ignore next - workers exist only in the spawned program (test/workers-process.test.ts) */
+      for (const line of lines) io.stdout(`cdni-authz: worker databases reloaded: ${line}\n`)
+    })
   })
   const signal = await io.stopSignal()
   io.stdout(`cdni-authz: ${signal} received, finishing in-flight requests\n`)

@@ -4,6 +4,7 @@
  * once, at start, and an error names the setting and every way to set it.
  */
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { isAbsolute, resolve, dirname } from 'node:path'
 import { compileTrust, type GatewayOptions } from '../facts/trust-walk.js'
 import { normalizeOptions } from '../plugin/options.js'
@@ -48,6 +49,8 @@ export interface ServerConfig {
   followInterval: number
   /** How long metadata past its freshness may still be served while it cannot be revalidated. */
   followMaxStale: number
+  /** Processes serving content: 1 serves in this one; more fork workers (node:cluster). */
+  workers: number
 }
 
 /** The plugin's `countryDb` / `asnDb` options for the surrogate's settings. */
@@ -80,6 +83,7 @@ type Kind =
   | 'choice'
   | 'urls'
   | 'staleness'
+  | 'workers'
 
 interface Setting {
   key: keyof ServerConfig
@@ -251,6 +255,13 @@ export const SETTINGS: Setting[] = [
     kind: 'staleness',
     help: "how long followed metadata past its freshness is served while it cannot be revalidated, in milliseconds (at least the source's stale-if-error)",
   },
+  {
+    key: 'workers',
+    flag: 'workers',
+    env: 'CDNI_WORKERS',
+    kind: 'workers',
+    help: 'processes serving content: a number, or auto (one per core); above 1 this process keeps the push API and the policy and serves none',
+  },
 ]
 
 export const DEFAULTS: ServerConfig = {
@@ -283,6 +294,7 @@ export const DEFAULTS: ServerConfig = {
   followCa: null,
   followInterval: 30_000,
   followMaxStale: 0,
+  workers: 1,
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -396,6 +408,12 @@ function convert(setting: Setting, raw: unknown, from: 'file' | 'text', baseDir:
     case 'msisdnLog':
       if (raw !== 'off' && raw !== 'masked' && raw !== 'full') fail('must be off, masked or full')
       return raw
+    case 'workers': {
+      if (raw === 'auto') return availableParallelism()
+      const n = wholeNumber(raw, from)
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 256) fail('must be auto or an integer 1–256')
+      return n
+    }
     case 'choice': {
       const choices = setting.choices as readonly string[]
       if (typeof raw !== 'string' || !choices.includes(raw)) fail(`must be ${choices.join(' or ')}`)

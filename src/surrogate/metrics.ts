@@ -3,7 +3,8 @@
  * two surrogates in one process, as in the tests, never share counts). Everything but the push
  * counter is read from the plugin when scraped, so a scrape always shows the live policy.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import type { WorkerPool } from './cluster.js'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { Follower } from '../follow/follower.js'
 
@@ -26,11 +27,29 @@ export interface ApiMetrics {
   text(): Promise<string>
 }
 
+/** The plugin's decision counts, summed across processes when aggregated. */
+function decisionCounter(registry: Registry, authz: Pick<CdniAuthz, 'counts'>): void {
+  new Counter({
+    name: 'cdni_authz_decisions_total',
+    help: 'Authorization decisions by outcome and reason',
+    labelNames: ['outcome', 'reason'],
+    registers: [registry],
+    aggregator: 'sum',
+    // The plugin keeps plain counts on its hot path; they become labels only when scraped.
+    collect() {
+      this.reset()
+      this.inc({ outcome: 'allow', reason: 'rule' }, authz.counts.allowed)
+      for (const [reason, count] of Object.entries(authz.counts.denied)) this.inc({ outcome: 'deny', reason }, count)
+    },
+  })
+}
+
 /** `compileSeconds` is the live policy's, or 0 while there is none. */
 export function createMetrics(
   authz: Pick<CdniAuthz, 'counts' | 'version' | 'summary'>,
   compileSeconds: () => number,
   follower: Pick<Follower, 'counts'> | null = null,
+  workers: Pick<WorkerPool, 'metrics'> | null = null,
 ): ApiMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
@@ -40,18 +59,7 @@ export function createMetrics(
     labelNames: ['result'],
     registers: [registry],
   })
-  new Counter({
-    name: 'cdni_authz_decisions_total',
-    help: 'Authorization decisions by outcome and reason',
-    labelNames: ['outcome', 'reason'],
-    registers: [registry],
-    // The plugin keeps plain counts on its hot path; they become labels only when scraped.
-    collect() {
-      this.reset()
-      this.inc({ outcome: 'allow', reason: 'rule' }, authz.counts.allowed)
-      for (const [reason, count] of Object.entries(authz.counts.denied)) this.inc({ outcome: 'deny', reason }, count)
-    },
-  })
+  decisionCounter(registry, authz)
   new Gauge({
     name: 'cdni_authz_policy_version',
     help: 'Version of the live policy (0: none)',
@@ -84,7 +92,12 @@ export function createMetrics(
   return {
     contentType: registry.contentType,
     countPush: (result) => pushes.inc({ result }),
-    text: () => registry.metrics(),
+    // With workers, each one's decisions and policy version join this process's metrics
+    // (cluster-worker.ts says how each is aggregated).
+    text: async () =>
+      workers === null
+        ? registry.metrics()
+        : AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...(await workers.metrics())]).metrics(),
   }
 }
 
@@ -133,4 +146,27 @@ function followerMetrics(registry: Registry, follower: Pick<Follower, 'counts'>)
       for (const { url, stale } of follower.counts()) this.set({ source: url }, stale ? 1 : 0)
     },
   })
+}
+
+/**
+ * A worker's metrics (`--workers`), read by the primary at each scrape and aggregated with its own
+ * (AggregatorRegistry): decisions are summed; each worker's policy version gives the lowest and
+ * the highest served, so a scrape shows a worker left behind.
+ */
+export function createWorkerMetrics(authz: Pick<CdniAuthz, 'counts' | 'version'>): Registry {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  decisionCounter(registry, authz)
+  for (const extreme of ['min', 'max'] as const) {
+    new Gauge({
+      name: `cdni_authz_workers_policy_version_${extreme}`,
+      help: `The ${extreme === 'min' ? 'lowest' : 'highest'} policy version a worker serves`,
+      registers: [registry],
+      aggregator: extreme,
+      collect() {
+        this.set(authz.version)
+      },
+    })
+  }
+  return registry
 }

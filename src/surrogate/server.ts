@@ -23,12 +23,13 @@ import { Publisher, type LiveDocument } from './publisher.js'
 import { Follower } from '../follow/follower.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import type { Problem } from '../policy/model.js'
-import cdniAuthz, { hostOf } from '../plugin/plugin.js'
+import cdniAuthz, { hostOf, type CdniAuthz } from '../plugin/plugin.js'
+import { WorkerPool, type WorkerPoolOptions } from './cluster.js'
 import type { CompiledMetadata } from '../load/prepare.js'
 import { namesHosts } from '../policy/site.js'
 import { normalizeHost } from '../policy/request-target.js'
-import { StateError, StateStore } from './state.js'
-import { timedFastify } from './timed-fastify.js'
+import { SNAPSHOT_FILE, StateError, StateStore } from './state.js'
+import { timedFastify, type Tls } from './timed-fastify.js'
 
 export interface Surrogate {
   content: FastifyInstance
@@ -37,6 +38,10 @@ export interface Surrogate {
   listen(): Promise<{ contentUrl: string; apiUrl: string }>
   /** Stops accepting, lets in-flight requests finish, then closes. */
   close(): Promise<void>
+  /** The workers serving the content (`--workers` above 1), or null: this process serves it. */
+  workers: WorkerPool | null
+  /** Has every worker read the IP databases again: a line each (none without workers). */
+  reloadWorkerDatabases(): Promise<string[]>
 }
 
 function readPem(path: string, setting: string): Buffer {
@@ -50,14 +55,22 @@ function readPem(path: string, setting: string): Buffer {
 export interface SurrogateOptions {
   /** A pino logger to use (tests pass a silent or capturing one). */
   logger?: FastifyBaseLogger
+  /** How the workers of `--workers` are started and waited for (tests run them in this process). */
+  workers?: Pick<WorkerPoolOptions, 'fork' | 'timeouts'>
 }
 
-export async function createSurrogate(config: ServerConfig, options: SurrogateOptions = {}): Promise<Surrogate> {
-  if (config.apiToken === null) {
-    throw new ConfigError(
-      'the push API needs a bearer token (config "apiToken", env CDNI_API_TOKEN, or --api-token-file); refusing to run it open',
-    )
-  }
+/** The content listener and what it needs: one per serving process (this one, or each worker). */
+export interface ContentServer {
+  content: FastifyInstance
+  /** Why a valid document cannot be served here (the content would not follow it), or null. */
+  refuse: (compiled: CompiledMetadata) => Problem | null
+  https: Tls | null
+  /** From now on every response ends its connection (a drain is under way). */
+  closing(): void
+}
+
+/** The content listener behind the plugin, with no policy yet. */
+export async function createContent(config: ServerConfig, options: SurrogateOptions = {}): Promise<ContentServer> {
   const https =
     config.tlsCert !== null && config.tlsKey !== null
       ? { cert: readPem(config.tlsCert, 'tlsCert'), key: readPem(config.tlsKey, 'tlsKey') }
@@ -141,10 +154,27 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
         : 'this surrogate serves one folder (setting "root") for every host, so every host would get the same files under its own ACLs; set rootLayout "per-host" to serve root/<host>/ for each'
     return { pointer: `${second.acls.pointer}/host`, message: `a document may name one host here: ${why}` }
   }
+  return {
+    content,
+    refuse,
+    https,
+    closing: () => {
+      closing = true
+    },
+  }
+}
 
-  const store = new StateStore(config.stateDir)
+/**
+ * The policy the surrogate starts with: the snapshot beside the document when it was compiled from
+ * it (no compile), else the document compiled; null when there is no document.
+ */
+async function loadInitialPolicy(
+  config: ServerConfig,
+  content: FastifyInstance,
+  refuse: (compiled: CompiledMetadata) => Problem | null,
+  store: StateStore,
+): Promise<LiveDocument | null> {
   const stored = await store.read()
-  let live: LiveDocument | null = null
   const source = stored !== null ? `state file ${store.dir}/metadata.json` : config.metadata
   const text =
     stored !== null
@@ -154,25 +184,73 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
             throw new StateError(`cannot read metadata file ${config.metadata}: ${err.message}`)
           })
         : null
-  if (text !== null) {
-    const prepared = await content.cdniAuthz.prepare(text)
-    const first = prepared.ok ? refuse(prepared.compiled) : (prepared.errors[0] as Problem)
-    if (!prepared.ok || first !== null) {
-      throw new StateError(
-        `${source} is not valid metadata (${first?.pointer || '(document)'} ${first?.message}); refusing to start without the policy it should hold`,
-      )
+  if (text === null) return null
+  const authz = content.cdniAuthz
+  let prepared: Awaited<ReturnType<typeof authz.prepare>>
+  let version = stored?.version ?? 1
+  let from = 'document'
+  try {
+    // A snapshot is a shortcut only: refused (damaged, another document, another build), the
+    // document is compiled as if there were none.
+    const snapshot = await authz.readSnapshot(join(store.dir, SNAPSHOT_FILE), text)
+    prepared = snapshot
+    version = snapshot.version
+    from = 'snapshot'
+  } catch (err) {
+    if (stored !== null) {
+      content.log.info({ cdniAuthz: { snapshot: (err as Error).message } }, 'cdni-authz: no usable snapshot; compiling')
     }
-    content.cdniAuthz.commit(prepared, stored?.version ?? 1)
-    live = { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
-    content.log.info(
-      { cdniAuthz: { source, version: content.cdniAuthz.version, summary: prepared.compiled.summary } },
-      'cdni-authz: policy loaded',
+    prepared = await authz.prepare(text)
+  }
+  const first = prepared.ok ? refuse(prepared.compiled) : (prepared.errors[0] as Problem)
+  if (!prepared.ok || first !== null) {
+    throw new StateError(
+      `${source} is not valid metadata (${first?.pointer || '(document)'} ${first?.message}); refusing to start without the policy it should hold`,
     )
-  } else if (config.follow.length === 0) {
+  }
+  authz.commit(prepared, version)
+  content.log.info(
+    { cdniAuthz: { source, from, version: authz.version, summary: prepared.compiled.summary } },
+    'cdni-authz: policy loaded',
+  )
+  return { text, etag: prepared.etag, compileSeconds: prepared.compileMs / 1000 }
+}
+
+export async function createSurrogate(config: ServerConfig, options: SurrogateOptions = {}): Promise<Surrogate> {
+  if (config.apiToken === null) {
+    throw new ConfigError(
+      'the push API needs a bearer token (config "apiToken", env CDNI_API_TOKEN, or --api-token-file); refusing to run it open',
+    )
+  }
+  const { content, refuse, https, closing } = await createContent(config, options)
+  const store = new StateStore(config.stateDir)
+  const live = await loadInitialPolicy(config, content, refuse, store)
+  if (live === null && config.follow.length === 0) {
     content.log.warn('cdni-authz: no metadata yet; every request is denied until the uCDN pushes one')
   }
 
-  const publisher = new Publisher(content.cdniAuthz, store, content.log, live, refuse)
+  // With workers, this process serves no content: it compiles, stores, and switches the workers.
+  const pool =
+    config.workers > 1
+      ? new WorkerPool({
+          count: config.workers,
+          stateDir: config.stateDir,
+          authz: content.cdniAuthz,
+          log: content.log,
+          ...options.workers,
+        })
+      : null
+  const publisher = new Publisher(content.cdniAuthz, store, content.log, live, refuse, pool)
+  // The follower marks metadata stale on the plugin it is given: with workers, on theirs as well.
+  const followed: CdniAuthz =
+    pool === null
+      ? content.cdniAuthz
+      : Object.assign(Object.create(content.cdniAuthz) as CdniAuthz, {
+          markStale(hosts: readonly string[] | 'all' | null) {
+            content.cdniAuthz.markStale(hosts)
+            pool.markStale(hosts)
+          },
+        })
   const follower =
     config.follow.length === 0
       ? null
@@ -194,7 +272,7 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
             stateDir: config.stateDir,
           },
           publisher,
-          content.cdniAuthz,
+          followed,
           content.log,
         )
   // Until its sources answer, a followed policy is served only while its kept caches are fresh.
@@ -208,20 +286,24 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
     logger: content.log,
     https,
     follower,
+    workers: pool,
   })
   return {
     content,
     api,
+    workers: pool,
+    reloadWorkerDatabases: async () => (pool === null ? [] : pool.reloadDatabases()),
     async listen() {
-      const contentUrl = await content.listen({ host: config.host, port: config.port })
+      const contentUrl =
+        pool === null ? await content.listen({ host: config.host, port: config.port }) : await pool.start(publisher)
       const apiUrl = await api.listen({ host: config.apiHost, port: config.apiPort })
       follower?.start()
       return { contentUrl, apiUrl }
     },
     async close() {
-      closing = true
+      closing()
       await follower?.close()
-      await Promise.all([api.close(), content.close()])
+      await Promise.all([api.close(), content.close(), pool?.stop()])
     },
   }
 }

@@ -20,6 +20,12 @@ export const DOCUMENT_FILE = 'metadata.json'
 export const STATE_FILE = 'state.json'
 /** The compiled policy of the document beside it (src/snapshot/policy-snapshot.ts). */
 export const SNAPSHOT_FILE = 'metadata.snapshot'
+/**
+ * With `--workers`, the snapshot of a document the workers are loading, not yet stored: renamed
+ * to SNAPSHOT_FILE once the document is (src/surrogate/cluster.ts). One left by a crash is of a
+ * document never acknowledged, and is removed at the next start.
+ */
+export const STAGED_SNAPSHOT_FILE = 'metadata.next.snapshot'
 
 export class StateError extends Error {
   override name = 'StateError'
@@ -31,7 +37,8 @@ export interface StoredState {
 }
 
 let sequence = 0
-const TEMPORARY = /^\.(metadata\.json|state\.json|metadata\.snapshot)\.\d+\.\d+\.tmp$/
+const TEMPORARY =
+  /^(\.(metadata\.json|state\.json|metadata\.snapshot|metadata\.next\.snapshot)\.\d+\.\d+\.tmp|metadata\.next\.snapshot)$/
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
 
