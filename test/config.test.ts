@@ -147,6 +147,7 @@ t.test('every bad value is refused with the setting and every way to set it', as
     [{ file: join(dir, 'nowhere.json') }, /config file .*nowhere\.json/],
     [{ flags: { root: 'x', follow: ['ftp://u'] } }, /setting "follow" .*flag --follow\): must be a list of http/],
     [{ env: { CDNI_FOLLOW: ' ' }, flags: { root: 'x' } }, /"follow".*must be a list of http/],
+    [{ flags: { root: 'x', follow: [] } }, /"follow".*must be a list of http/],
     [{ flags: { root: 'x', follow: ['http://u/a', 'http://u/a'] } }, /"follow".*names one URL twice/],
     [{ flags: { root: 'x', follow: ['https://me:secret@u/a'] } }, /"follow".*must not hold credentials/],
     [

@@ -45,6 +45,14 @@ t.test('stale metadata denies the hosts it governs, before any fact is read, and
   app.cdniAuthz.markStale([])
   t.equal(app.cdniAuthz.stale, null, 'nothing stale')
   t.equal(await get('a.example'), 200)
+  const before = app.cdniAuthz.counts.denied['metadata-stale']
+  const twoHosts = await app.inject({
+    url: '/x',
+    remoteAddress: '10.1.1.1',
+    headers: { host: ['a.example', 'a.example'] as unknown as string },
+  })
+  t.equal(twoHosts.statusCode, 403, 'two Host lines name no host: not stale, and no HostMatch')
+  t.equal(app.cdniAuthz.counts.denied['metadata-stale'], before, 'not counted as stale')
   app.cdniAuthz.markStale(['not a host!'])
   t.equal(await get('a.example'), 200)
   app.cdniAuthz.markStale(null)
