@@ -196,6 +196,8 @@ t.test('followed sources: repeated flags, space-separated env, a token from a fi
   )
   writeFileSync(join(dir, 'one.json'), JSON.stringify({ root: 'x', follow: 'http://a.example/x' }))
   t.throws(() => loadConfig(sources({ file: join(dir, 'one.json') })), { message: /"follow".*must be a list/ })
+  writeFileSync(join(dir, 'one.json'), JSON.stringify({ root: 'x', follow: [5] }))
+  t.throws(() => loadConfig(sources({ file: join(dir, 'one.json') })), { message: /"follow".*must be a list of http/ })
   writeFileSync(
     join(dir, 'follow.json'),
     JSON.stringify({ root: 'x', follow: ['http://a.example/x'], followMaxStale: 0 }),
