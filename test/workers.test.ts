@@ -39,10 +39,17 @@ async function startPool(
   t: { teardown: (fn: () => unknown) => void },
   patch: Partial<ServerConfig> = {},
   timeouts: Partial<PoolTimeouts> = { load: 2000, restart: 10 },
+  /** Called as each worker is forked, before the pool sends it anything. */
+  onFork: (worker: InProcessWorker, index: number) => void = () => {},
 ) {
   const cfg = config({ workers: 2, ...patch })
   const { fork, started } = inProcessFork(cfg)
-  const surrogate = await createSurrogate(cfg, { workers: { fork, timeouts } })
+  const forkAndHook = () => {
+    const worker = fork()
+    onFork(started.at(-1) as InProcessWorker, started.length - 1)
+    return worker
+  }
+  const surrogate = await createSurrogate(cfg, { workers: { fork: forkAndHook, timeouts } })
   const { contentUrl, apiUrl } = await surrogate.listen()
   t.teardown(() => surrogate.close())
   const push = (body: unknown, headers: Record<string, string> = {}) =>
@@ -190,16 +197,21 @@ t.test('a worker that does not answer the switch is replaced; meanwhile /readyz 
 })
 
 t.test('a worker that fails to start is replaced', async (t) => {
-  const pool = await startPool(t)
-  t.equal((await pool.push(A)).status, 200)
   let refusals = 1
+  // The first replacement (the third worker) refuses its first load, from the moment it is forked:
+  // set later, the pool's message could reach it first.
+  const pool = await startPool(t, {}, undefined, (worker, index) => {
+    if (index === 2) {
+      worker.intercept = (message) =>
+        message.cdni === 'load' && refusals-- > 0 ? { cdni: 'reply', id: message.id, ok: false, error: 'no' } : null
+    }
+  })
+  t.equal((await pool.push(A)).status, 200)
   const [first] = pool.started as [InProcessWorker]
   await first.exit(1, null)
-  // The replacement's first load fails; the one after it starts.
-  while (pool.started.length < 3) await new Promise((resolve) => setTimeout(resolve, 5))
+  await pool.ready()
+  while (pool.started.length < 4) await new Promise((resolve) => setTimeout(resolve, 5))
   const replacement = pool.started[2] as InProcessWorker
-  replacement.intercept = (message) =>
-    message.cdni === 'load' && refusals-- > 0 ? { cdni: 'reply', id: message.id, ok: false, error: 'no' } : null
   await pool.ready()
   t.ok(replacement.dead)
   t.same(await policies(pool.serving()), ['A', 'A'])
