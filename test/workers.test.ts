@@ -124,6 +124,9 @@ t.test('a worker that cannot load a push refuses it with 503, and nothing change
   t.same(readFileSync(join(pool.cfg.stateDir, SNAPSHOT_FILE)), snapshot, 'so is the snapshot')
   t.notOk(existsSync(join(pool.cfg.stateDir, STAGED_SNAPSHOT_FILE)), 'the staged snapshot is removed')
   t.equal(pool.surrogate.content.cdniAuthz.version, 1, 'the primary did not switch either')
+  const metrics = await (await fetch(`${pool.apiUrl}/metrics`)).text()
+  t.match(metrics, /cdni_authz_push_total\{result="workers_unavailable"\} 1\n/, "counted as the workers' refusal")
+  t.notMatch(metrics, /result="storage_error"/, "not as the disk's")
   second.intercept = () => null
   t.equal((await pool.push(B)).status, 200, 'the next push goes through')
   t.same(await policies(pool.started), ['B', 'B'])

@@ -9,7 +9,13 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
-import { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { LiveDocument, Publisher } from './publisher.js'
 import type { Follower } from '../follow/follower.js'
@@ -158,10 +164,20 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   // Pushes are counted by their answer, whichever part of Fastify gave it (a 413 or 415 comes
   // from body parsing, before the handler), and so is every request the token check turned away,
   // on any route: a probe of another path is a push attempt too.
+  // A 503 is a disk that refused the document, or a worker that could not load it: told apart by
+  // the error, which the error handler records here.
+  const refusedByWorkers = new WeakSet<FastifyRequest>()
   api.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions
     const push = !request.is404 && route.method === 'PUT' && route.url === '/cdni/metadata'
-    const result = reply.statusCode === 401 ? 'unauthorized' : push ? PUSH_RESULTS.get(reply.statusCode) : undefined
+    const result =
+      reply.statusCode === 401
+        ? 'unauthorized'
+        : !push
+          ? undefined
+          : refusedByWorkers.has(request)
+            ? 'workers_unavailable'
+            : PUSH_RESULTS.get(reply.statusCode)
     if (result !== undefined) metrics.countPush(result)
     done()
   })
@@ -170,6 +186,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     // Rendered here rather than by Fastify, whose body would add the error's code.
     if (isRefusal(error)) {
       const { statusCode } = error
+      if (error instanceof WorkersUnavailableError) refusedByWorkers.add(request)
       const problems = error instanceof MetadataRefusedError ? { errors: error.errors, warnings: error.warnings } : {}
       reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode], message: error.message, ...problems })
       return

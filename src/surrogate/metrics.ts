@@ -17,6 +17,7 @@ export type PushResult =
   | 'too_large'
   | 'unsupported_media_type'
   | 'storage_error'
+  | 'workers_unavailable'
   | 'following'
 
 export interface ApiMetrics {
