@@ -247,10 +247,41 @@ t.test('metrics add up the workers: decisions summed, the lowest and highest ver
   t.match(text, /cdni_authz_decisions_total\{outcome="deny",reason="no-rule-matched"\} 2\n/)
   t.match(text, /cdni_authz_workers_policy_version_min 1\n/)
   t.match(text, /cdni_authz_workers_policy_version_max 1\n/)
+  const [first, second] = pool.started as [InProcessWorker, InProcessWorker]
+  const allowed = async () =>
+    Number(
+      /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(
+        await (await fetch(`${pool.apiUrl}/metrics`)).text(),
+      )?.[1],
+    )
+  second.intercept = (message) => (message.cdni === 'metrics' ? 'silent' : null)
+  t.equal(await allowed(), 2, 'a worker that does not answer is counted as last scraped')
+  second.intercept = () => null
+  await policies(pool.started)
+  t.equal(await allowed(), 4)
+  await first.exit(null, 'SIGKILL')
+  t.equal(await allowed(), 4, 'the counts of a worker that died stay in the sum')
+  await pool.ready()
+  await policies(pool.serving())
+  t.equal(await allowed(), 6, 'and its replacement adds to them')
+  const [, , third] = pool.started as [InProcessWorker, InProcessWorker, InProcessWorker]
+  await third.exit(null, 'SIGKILL')
+  await pool.ready()
+  t.equal(await allowed(), 6, 'two that died are folded into one entry')
+  t.equal((await pool.surrogate.workers?.metrics())?.length, 3, 'two serving, one for the retired')
+})
+
+t.test('a worker that exits during a scrape is counted once', async (t) => {
+  const pool = await startPool(t)
+  t.equal((await pool.push(A)).status, 200)
+  await policies(pool.started)
+  await pool.surrogate.workers?.metrics()
   const [, second] = pool.started as [InProcessWorker, InProcessWorker]
   second.intercept = (message) => (message.cdni === 'metrics' ? 'silent' : null)
-  const partial = await pool.surrogate.workers?.metrics()
-  t.equal(partial?.length, 1, 'a worker that does not answer is left out of the scrape')
+  const scrape = fetch(`${pool.apiUrl}/metrics`).then((response) => response.text())
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await second.exit(null, 'SIGKILL')
+  t.match(await scrape, /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} 2\n/)
 })
 
 t.test('SIGHUP reloads the databases of every worker', async (t) => {

@@ -15,7 +15,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
-import type { MetricObjectWithValues, MetricValue } from 'prom-client'
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { PreparedPolicy } from '../load/prepare.js'
 import { StorageUnavailableError, WorkersUnavailableError } from '../errors.js'
@@ -66,7 +66,13 @@ interface Member {
   /** Version of the policy it serves (0: none). */
   version: number
   pending: Map<number, { resolve: (reply: Reply) => void; reject: (err: Error) => void }>
+  /** Its counters as last scraped: stand in for it in a scrape it misses, and outlive it. */
+  counters: WorkerMetrics
 }
+
+/** Our counters in a worker's metrics: they only grow, whichever workers come and go. */
+const countersOf = (metrics: WorkerMetrics): WorkerMetrics =>
+  metrics.filter((metric) => String(metric.type) === 'counter' && metric.name.startsWith('cdni_authz_'))
 
 export interface WorkerPoolOptions {
   count: number
@@ -91,6 +97,8 @@ export class WorkerPool implements FanOut {
   private readonly fork: () => Worker
   private readonly timeouts: PoolTimeouts
   private readonly started: { resolve: (url: string) => void; reject: (err: Error) => void }[] = []
+  /** The counters of the workers that exited, as last scraped. */
+  private retired: WorkerMetrics[] = []
 
   constructor(private readonly options: WorkerPoolOptions) {
     /* c8 ignore next - the real fork runs in the program only; tests fork in-process workers */
@@ -120,7 +128,7 @@ export class WorkerPool implements FanOut {
 
   private spawn(): void {
     const worker = this.fork()
-    const member: Member = { worker, serving: false, version: 0, pending: new Map() }
+    const member: Member = { worker, serving: false, version: 0, pending: new Map(), counters: [] }
     this.members.set(worker.id, member)
     worker.on('message', (message: FromWorker) => {
       if (message.cdni === 'hello') {
@@ -134,6 +142,7 @@ export class WorkerPool implements FanOut {
     })
     worker.on('exit', (code, signal) => {
       this.members.delete(worker.id)
+      if (member.counters.length > 0) this.retired.push(member.counters)
       for (const { reject } of member.pending.values()) reject(new Error(`worker ${worker.id} exited`))
       if (this.stopping) return
       this.options.log.error(
@@ -295,10 +304,28 @@ export class WorkerPool implements FanOut {
     return behind === undefined ? null : `worker ${behind.worker.id} serves version ${behind.version}, not ${live}`
   }
 
-  /** Every serving worker's metrics; one that does not answer in time is left out of this scrape. */
+  /**
+   * Every serving worker's metrics. A sum of counters must never go back (Prometheus would read a
+   * reset, and count everything again), so a worker that does not answer in time is counted by its
+   * counters as last scraped, and so is every worker that exited. What a worker counted after its
+   * last scrape and before it died is lost, as it is with any process that crashes.
+   */
   async metrics(): Promise<WorkerMetrics[]> {
-    const replies = await Promise.allSettled(this.serving().map((member) => this.ask(member, { cdni: 'metrics' })))
-    return replies.flatMap((reply) => (reply.status === 'fulfilled' ? [reply.value.metrics as WorkerMetrics] : []))
+    const replies = await Promise.all(
+      this.serving().map(async (member) => {
+        try {
+          const metrics = (await this.ask(member, { cdni: 'metrics' })).metrics as WorkerMetrics
+          member.counters = countersOf(metrics)
+          return metrics
+        } catch {
+          // One that exited meanwhile is counted among the retired already.
+          return this.members.has(member.worker.id) ? member.counters : []
+        }
+      }),
+    )
+    // Folded into one, so a pool that replaced many workers keeps one entry for them.
+    if (this.retired.length > 1) this.retired = [await AggregatorRegistry.aggregate(this.retired).getMetricsAsJSON()]
+    return [...replies, ...this.retired]
   }
 
   /** Has every worker read the IP databases again; resolves with one line per worker. */
