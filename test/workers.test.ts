@@ -238,6 +238,34 @@ t.test('a start that cannot admit a worker fails', async (t) => {
   await surrogate.close()
 })
 
+t.test('a stop while the workers start ends the start', async (t) => {
+  const cfg = config({ workers: 2 })
+  const { fork, started } = inProcessFork(cfg)
+  const surrogate = await createSurrogate(cfg, {
+    workers: {
+      fork: () => {
+        const worker = fork()
+        // Never told to listen: the start is still under way when the stop comes.
+        ;(started.at(-1) as InProcessWorker).intercept = (message) => (message.cdni === 'listen' ? 'silent' : null)
+        return worker
+      },
+      timeouts: { step: 60_000 },
+    },
+  })
+  const listening = surrogate.listen()
+  // Admissions take turns: the first is held at its listen, the second waits behind it.
+  while (!started.some((worker) => worker.received.some((message) => message.cdni === 'listen'))) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  const closed = surrogate.close()
+  await t.rejects(listening, /stopped while starting/)
+  await closed
+  t.ok(
+    started.every((worker) => worker.dead),
+    'every worker drained',
+  )
+})
+
 t.test('metrics add up the workers: decisions summed, the lowest and highest version served', async (t) => {
   const pool = await startPool(t)
   t.equal((await pool.push(A)).status, 200)
@@ -282,6 +310,24 @@ t.test('a worker that exits during a scrape is counted once', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 50))
   await second.exit(null, 'SIGKILL')
   t.match(await scrape, /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} 2\n/)
+})
+
+t.test('a worker whose channel closed under a send is counted as last scraped', async (t) => {
+  const pool = await startPool(t)
+  t.equal((await pool.push(A)).status, 200)
+  await policies(pool.started)
+  await pool.surrogate.workers?.metrics()
+  const [, second] = pool.started as [InProcessWorker, InProcessWorker]
+  // Exiting: its channel refuses messages, and its exit has not been seen yet.
+  second.dead = true
+  const text = await (await fetch(`${pool.apiUrl}/metrics`)).text()
+  second.dead = false
+  t.match(text, /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} 2\n/)
+  t.same(
+    second.received.filter((message) => message.cdni === 'metrics').length,
+    1,
+    'the send was refused, not delivered',
+  )
 })
 
 t.test('SIGHUP reloads the databases of every worker', async (t) => {

@@ -171,10 +171,8 @@ export class WorkerPool implements FanOut {
         }
       const fail = settle(reject)
       member.pending.set(id, { resolve: settle(resolve), reject: fail })
-      // A channel that closed under the send: the worker will not answer. Not covered: the channel
-      // closing between the pool's last look at the worker and this send is a race no test stages.
+      // A channel that closed under the send (the worker is exiting): it will not answer.
       member.worker.send({ ...message, id } as ToWorker, (err: Error | null) => {
-        /* c8 ignore next 4 */
         if (err !== null) {
           member.pending.delete(id)
           fail(err)
@@ -189,6 +187,8 @@ export class WorkerPool implements FanOut {
    */
   private admit(member: Member): Promise<void> {
     return (this.publisher as Publisher).serialized(async () => {
+      // A stop came while it waited its turn: it is being drained, not admitted.
+      if (this.stopping) return
       try {
         const committed = this.committed
         if (committed !== null) {
@@ -203,6 +203,8 @@ export class WorkerPool implements FanOut {
           for (const { resolve } of this.started.splice(0)) resolve(this.url)
         }
       } catch (err) {
+        // Drained by a stop before it served: nothing failed.
+        if (this.stopping) return
         // It never served: killed, it is replaced (or, while starting, the start fails).
         this.options.log.error({ err, cdniAuthz: { worker: member.worker.id } }, 'cdni-authz: a worker failed to start')
         for (const { reject } of this.started.splice(0)) reject(err as Error)
@@ -339,9 +341,7 @@ export class WorkerPool implements FanOut {
   /** Drains every worker (each finishes its in-flight requests, then exits). */
   async stop(): Promise<void> {
     this.stopping = true
-    // A stop that comes while the workers start (SIGTERM during start-up) ends the start. Not
-    // covered: the in-process harness cannot hold a worker's listen open and still close it.
-    /* c8 ignore next */
+    // A stop that comes while the workers start (SIGTERM during start-up) ends the start.
     for (const { reject } of this.started.splice(0)) reject(new Error('stopped while starting'))
     await Promise.all(
       [...this.members.values()].map(async (member) => {
