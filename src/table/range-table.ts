@@ -206,7 +206,25 @@ export class RangeTableBuilder {
    * what the trie answers from, and what a plain binary search would search.
    */
   intervals(): Intervals {
-    return flatten(this.keyWords, this.starts, this.lasts, this.sets, this.sortedOrder())
+    const order = this.sortedOrder()
+    // Gathered into sorted order once, so the sweep reads each array front to back. Read through
+    // `order` in the sweep, every entry cost three cache misses (its start, last and set) in a
+    // loop where each waits for the one before: a third of a 1,000,000-prefix compile. Here the
+    // reads are independent, and the processor overlaps them.
+    const K = this.keyWords
+    const n = order.length
+    const starts = new Uint32Array(n * K)
+    const lasts = new Uint32Array(n * K)
+    const sets = new Uint32Array(n)
+    for (let i = 0; i < n; i++) {
+      const entry = order[i] as number
+      for (let w = 0; w < K; w++) {
+        starts[i * K + w] = this.starts[entry * K + w] as number
+        lasts[i * K + w] = this.lasts[entry * K + w] as number
+      }
+      sets[i] = this.sets[entry] as number
+    }
+    return flatten(K, n, starts, lasts, sets)
   }
 
   /**
@@ -267,14 +285,14 @@ function compareKeys(a: Uint32Array, ai: number, b: Uint32Array, bi: number, K: 
  */
 function flatten(
   K: KeyWords,
+  n: number,
   entryStarts: Uint32Array,
   entryLasts: Uint32Array,
   entrySets: Uint32Array,
-  order: Uint32Array,
 ): Intervals {
   const labels = new LabelInterner()
   // Enough for every boundary: the origin, and at most a start and an after-end per range.
-  const capacity = Math.max(INITIAL_CAPACITY, order.length * 2 + 1)
+  const capacity = Math.max(INITIAL_CAPACITY, n * 2 + 1)
   const outStarts = new Uint32Array(capacity * K)
   const outLabels = new Uint32Array(capacity)
   let count = 0
@@ -311,8 +329,7 @@ function flatten(
     if (carry === 0) emit(next, 0, stackLabels[stackLabels.length - 1] as number)
   }
 
-  for (let i = 0; i < order.length; i++) {
-    const entry = order[i] as number
+  for (let entry = 0; entry < n; entry++) {
     while (stackEntries.length > 0) {
       const top = stackEntries[stackEntries.length - 1] as number
       if (compareKeys(entryStarts, entry * K, entryLasts, top * K, K) <= 0) break
