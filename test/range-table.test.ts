@@ -179,6 +179,20 @@ t.test('a builder grows past its initial capacity and keeps every prefix', async
   t.same(table.labelSets[lookup1(table, 1000 << 8)], [])
 })
 
+t.test('a builder told its size up front compiles the same table, and still grows past it', async (t) => {
+  const grown = new RangeTableBuilder(1)
+  const reserved = new RangeTableBuilder(1)
+  reserved.reserve(0)
+  reserved.reserve(500)
+  for (let i = 0; i < 1000; i++) {
+    grown.addPrefix([(i << 8) >>> 0], 24, i % 7)
+    reserved.addPrefix([(i << 8) >>> 0], 24, i % 7)
+    if (i === 600) reserved.reserve(10)
+  }
+  t.equal(reserved.size, 1000)
+  t.same(reserved.compile(), grown.compile())
+})
+
 t.test('dense clusters get child nodes down to the last byte, and still agree with a linear scan', async (t) => {
   const prefixes: Prefix[] = []
   // 30 /24s, each holding every other /32 of a different set: hundreds of intervals per root slot.

@@ -229,6 +229,15 @@ export function compilePolicy(model: PolicyModel): CompiledPolicy {
     intervals: 0,
   }
 
+  // Each table's size known up front, its builder never regrows.
+  const sizes = [0, 0, 0, 0]
+  for (const region of regionModels) {
+    ;[region.subnet, region.subnet2].forEach((list, which) => {
+      sizes[which] = (sizes[which] as number) + (list?.v4Count ?? 0)
+      sizes[2 + which] = (sizes[2 + which] as number) + (list?.v6Count ?? 0)
+    })
+  }
+  ;[...v4, ...v6].forEach((builder, i) => builder.reserve(sizes[i] as number))
   regionModels.forEach((region, r) => {
     ;[region.subnet, region.subnet2].forEach((list, which) => {
       if (list === null) return

@@ -146,8 +146,7 @@ export class RangeTableBuilder {
     return this.count
   }
 
-  private grow(): void {
-    const capacity = this.depths.length * 2
+  private grow(capacity = this.depths.length * 2): void {
     const K = this.keyWords
     const starts = new Uint32Array(capacity * K)
     starts.set(this.starts)
@@ -161,6 +160,14 @@ export class RangeTableBuilder {
     const sets = new Uint32Array(capacity)
     sets.set(this.sets)
     this.sets = sets
+  }
+
+  /**
+   * Makes room for `more` entries at once: a builder told its size up front never copies its
+   * arrays as it grows (at 1,000,000 prefixes, doubling from 64 copied them fifteen times).
+   */
+  reserve(more: number): void {
+    if (this.depths.length < this.count + more) this.grow(this.count + more)
   }
 
   /**
