@@ -55,7 +55,7 @@ function push() {
 // of this text alone takes anything from 150 to 380 ms from one run to the next on the reference
 // VM (the collector's state), so the ratio is taken per round, where both share the machine's
 // moment, and the median of the rounds' ratios is reported with their range.
-const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
+const rounds = Math.max(1, Number(process.env.BENCH_COMPILE_ROUNDS ?? 5))
 const jsonParseMs = []
 const pushes = []
 let intervals = 0
