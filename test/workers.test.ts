@@ -330,6 +330,79 @@ t.test('a worker whose channel closed under a send is counted as last scraped', 
   )
 })
 
+t.test('a worker that answers a scrape and then exits during it is counted once, then stays', async (t) => {
+  const pool = await startPool(t, {}, { load: 2000, restart: 10, step: 1000 })
+  t.equal((await pool.push(A)).status, 200)
+  await policies(pool.started)
+  const allowed = async (scrape: Promise<Response>) =>
+    Number(/cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(await (await scrape).text())?.[1])
+  t.equal(await allowed(fetch(`${pool.apiUrl}/metrics`)), 2)
+  const [first, second] = pool.started as [InProcessWorker, InProcessWorker]
+  // The second holds the scrape open; the first has answered it when it exits.
+  second.intercept = (message) => (message.cdni === 'metrics' ? 'silent' : null)
+  const asked = () => first.received.filter((message) => message.cdni === 'metrics').length
+  const before = asked()
+  const scrape = fetch(`${pool.apiUrl}/metrics`)
+  while (asked() === before) await new Promise((resolve) => setTimeout(resolve, 10))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await first.exit(null, 'SIGKILL')
+  t.equal(await allowed(scrape), 2, 'counted once in the scrape it left')
+  second.intercept = () => null
+  t.equal(await allowed(fetch(`${pool.apiUrl}/metrics`)), 2, 'and once in the next')
+})
+
+t.test('a worker switched out and killed counts until its exit, and after', async (t) => {
+  const pool = await startPool(t)
+  t.equal((await pool.push(A)).status, 200)
+  await policies(pool.started)
+  const allowed = async () =>
+    Number(
+      /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(
+        await (await fetch(`${pool.apiUrl}/metrics`)).text(),
+      )?.[1],
+    )
+  t.equal(await allowed(), 2)
+  const [, second] = pool.started as [InProcessWorker, InProcessWorker]
+  // Its commit fails: it is switched out and killed; the kill is held, so its exit comes later.
+  const kill = second.process.kill
+  second.process.kill = () => {}
+  second.intercept = (message) =>
+    message.cdni === 'commit' ? { cdni: 'reply', id: message.id, ok: false, error: 'cannot switch' } : null
+  t.equal((await pool.push(B)).status, 200)
+  const asked = second.received.filter((message) => message.cdni === 'metrics').length
+  t.equal(await allowed(), 2, 'between its kill and its exit')
+  t.equal(second.received.filter((message) => message.cdni === 'metrics').length, asked, 'not asked once switched out')
+  second.process.kill = kill
+  await second.exit(null, 'SIGKILL')
+  t.equal(await allowed(), 2, 'and after it')
+})
+
+t.test("a stop while the start writes the restored policy's snapshot ends the start, forking nobody", async (t) => {
+  const cfg = config({ workers: 2 })
+  const first = inProcessFork(cfg)
+  const before = await createSurrogate(cfg, { workers: { fork: first.fork, timeouts: { restart: 10 } } })
+  const { apiUrl } = await before.listen()
+  t.equal(
+    (
+      await fetch(`${apiUrl}/cdni/metadata`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', ...AUTH },
+        body: JSON.stringify(A),
+      })
+    ).status,
+    200,
+  )
+  await before.close()
+  const { fork, started } = inProcessFork(cfg)
+  const surrogate = await createSurrogate(cfg, { workers: { fork } })
+  t.ok(surrogate.content.cdniAuthz.loaded, 'the stored policy is restored')
+  const listening = surrogate.listen()
+  const closed = surrogate.close()
+  await t.rejects(listening, /stopped while starting/)
+  await closed
+  t.equal(started.length, 0, 'no worker forked')
+})
+
 t.test('SIGHUP reloads the databases of every worker', async (t) => {
   const pool = await startPool(t)
   const lines = await pool.surrogate.reloadWorkerDatabases()

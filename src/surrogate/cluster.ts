@@ -121,6 +121,8 @@ export class WorkerPool implements FanOut {
       await authz.writeSnapshot(this.snapshotPath)
       this.committed = { path: this.snapshotPath, etag: publisher.live?.etag as string, version: authz.version }
     }
+    // A stop while the snapshot was written: nothing to start.
+    if (this.stopping) throw new Error('stopped while starting')
     const all = new Promise<string>((resolve, reject) => this.started.push({ resolve, reject }))
     for (let i = 0; i < this.options.count; i++) this.spawn()
     return all
@@ -313,21 +315,29 @@ export class WorkerPool implements FanOut {
    * last scrape and before it died is lost, as it is with any process that crashes.
    */
   async metrics(): Promise<WorkerMetrics[]> {
+    // Every worker that has counted: one switched out but not yet exited (a failed commit, killed)
+    // is counted by its last counters, not asked.
+    const members = [...this.members.values()].filter((member) => member.serving || member.counters.length > 0)
     const replies = await Promise.all(
-      this.serving().map(async (member) => {
+      members.map(async (member) => {
+        if (!member.serving) return null
         try {
           const metrics = (await this.ask(member, { cdni: 'metrics' })).metrics as WorkerMetrics
           member.counters = countersOf(metrics)
           return metrics
         } catch {
-          // One that exited meanwhile is counted among the retired already.
-          return this.members.has(member.worker.id) ? member.counters : []
+          return null
         }
       }),
     )
+    // Decided after the last wait: a worker that exited meanwhile (having answered or not) is in
+    // `retired` with its latest counters, and counted there only.
+    const live = members.flatMap((member, i) =>
+      this.members.has(member.worker.id) ? [replies[i] ?? member.counters] : [],
+    )
     // Folded into one, so a pool that replaced many workers keeps one entry for them.
     if (this.retired.length > 1) this.retired = [await AggregatorRegistry.aggregate(this.retired).getMetricsAsJSON()]
-    return [...replies, ...this.retired]
+    return [...live, ...this.retired]
   }
 
   /** Has every worker read the IP databases again; resolves with one line per worker. */
