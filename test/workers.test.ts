@@ -35,6 +35,29 @@ async function policies(workers: InProcessWorker[]): Promise<string[]> {
   )
 }
 
+/** Allowed decisions in a metrics text, or in a scrape of the API at `apiUrl` (a URL or a pending fetch). */
+async function allowedIn(scrape: string | Promise<Response>): Promise<number> {
+  const response = await (typeof scrape === 'string' ? fetch(`${scrape}/metrics`) : scrape)
+  return Number(/cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(await response.text())?.[1])
+}
+
+/** A surrogate of two in-process workers, not yet started, each given `intercept` as it is forked. */
+async function unstartedPool(intercept: InProcessWorker['intercept'], timeouts: Partial<PoolTimeouts>) {
+  const cfg = config({ workers: 2 })
+  const { fork, started } = inProcessFork(cfg)
+  const surrogate = await createSurrogate(cfg, {
+    workers: {
+      fork: () => {
+        const worker = fork()
+        ;(started.at(-1) as InProcessWorker).intercept = intercept
+        return worker
+      },
+      timeouts,
+    },
+  })
+  return { surrogate, started }
+}
+
 async function startPool(
   t: { teardown: (fn: () => unknown) => void },
   patch: Partial<ServerConfig> = {},
@@ -221,36 +244,18 @@ t.test('a worker that fails to start is replaced', async (t) => {
 })
 
 t.test('a start that cannot admit a worker fails', async (t) => {
-  const cfg = config({ workers: 2 })
-  const { fork, started } = inProcessFork(cfg)
-  const surrogate = await createSurrogate(cfg, {
-    workers: {
-      fork: () => {
-        const worker = fork()
-        ;(started.at(-1) as InProcessWorker).intercept = (message) =>
-          message.cdni === 'listen' ? { cdni: 'reply', id: message.id, ok: false, error: 'EADDRINUSE' } : null
-        return worker
-      },
-      timeouts: { restart: 60_000 },
-    },
-  })
+  const { surrogate } = await unstartedPool(
+    (message) => (message.cdni === 'listen' ? { cdni: 'reply', id: message.id, ok: false, error: 'EADDRINUSE' } : null),
+    { restart: 60_000 },
+  )
   await t.rejects(surrogate.listen(), /EADDRINUSE/)
   await surrogate.close()
 })
 
 t.test('a stop while the workers start ends the start', async (t) => {
-  const cfg = config({ workers: 2 })
-  const { fork, started } = inProcessFork(cfg)
-  const surrogate = await createSurrogate(cfg, {
-    workers: {
-      fork: () => {
-        const worker = fork()
-        // Never told to listen: the start is still under way when the stop comes.
-        ;(started.at(-1) as InProcessWorker).intercept = (message) => (message.cdni === 'listen' ? 'silent' : null)
-        return worker
-      },
-      timeouts: { step: 60_000 },
-    },
+  // Never told to listen: the start is still under way when the stop comes.
+  const { surrogate, started } = await unstartedPool((message) => (message.cdni === 'listen' ? 'silent' : null), {
+    step: 60_000,
   })
   const listening = surrogate.listen()
   // Admissions take turns: the first is held at its listen, the second waits behind it.
@@ -276,12 +281,7 @@ t.test('metrics add up the workers: decisions summed, the lowest and highest ver
   t.match(text, /cdni_authz_workers_policy_version_min 1\n/)
   t.match(text, /cdni_authz_workers_policy_version_max 1\n/)
   const [first, second] = pool.started as [InProcessWorker, InProcessWorker]
-  const allowed = async () =>
-    Number(
-      /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(
-        await (await fetch(`${pool.apiUrl}/metrics`)).text(),
-      )?.[1],
-    )
+  const allowed = () => allowedIn(pool.apiUrl)
   second.intercept = (message) => (message.cdni === 'metrics' ? 'silent' : null)
   t.equal(await allowed(), 2, 'a worker that does not answer is counted as last scraped')
   second.intercept = () => null
@@ -334,9 +334,7 @@ t.test('a worker that answers a scrape and then exits during it is counted once,
   const pool = await startPool(t, {}, { load: 2000, restart: 10, step: 1000 })
   t.equal((await pool.push(A)).status, 200)
   await policies(pool.started)
-  const allowed = async (scrape: Promise<Response>) =>
-    Number(/cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(await (await scrape).text())?.[1])
-  t.equal(await allowed(fetch(`${pool.apiUrl}/metrics`)), 2)
+  t.equal(await allowedIn(pool.apiUrl), 2)
   const [first, second] = pool.started as [InProcessWorker, InProcessWorker]
   // The second holds the scrape open; the first has answered it when it exits.
   second.intercept = (message) => (message.cdni === 'metrics' ? 'silent' : null)
@@ -346,21 +344,16 @@ t.test('a worker that answers a scrape and then exits during it is counted once,
   while (asked() === before) await new Promise((resolve) => setTimeout(resolve, 10))
   await new Promise((resolve) => setTimeout(resolve, 50))
   await first.exit(null, 'SIGKILL')
-  t.equal(await allowed(scrape), 2, 'counted once in the scrape it left')
+  t.equal(await allowedIn(scrape), 2, 'counted once in the scrape it left')
   second.intercept = () => null
-  t.equal(await allowed(fetch(`${pool.apiUrl}/metrics`)), 2, 'and once in the next')
+  t.equal(await allowedIn(pool.apiUrl), 2, 'and once in the next')
 })
 
 t.test('a worker switched out and killed counts until its exit, and after', async (t) => {
   const pool = await startPool(t)
   t.equal((await pool.push(A)).status, 200)
   await policies(pool.started)
-  const allowed = async () =>
-    Number(
-      /cdni_authz_decisions_total\{outcome="allow",reason="rule"\} (\d+)\n/.exec(
-        await (await fetch(`${pool.apiUrl}/metrics`)).text(),
-      )?.[1],
-    )
+  const allowed = () => allowedIn(pool.apiUrl)
   t.equal(await allowed(), 2)
   const [, second] = pool.started as [InProcessWorker, InProcessWorker]
   // Its commit fails: it is switched out and killed; the kill is held, so its exit comes later.
