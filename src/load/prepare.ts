@@ -24,15 +24,16 @@ function loadMetadata(doc: unknown, context: LoadContext): LoadResult | SiteLoad
   return isHostIndex(doc) ? loadSiteModel(doc, context) : loadPolicyModel(doc, context)
 }
 
+/** A loaded document's compiled form. */
+function compileLoaded(loaded: Extract<LoadResult | SiteLoadResult, { ok: true }>): CompiledMetadata {
+  return 'site' in loaded ? compileSite(loaded.site) : compileCatchAll(compilePolicy(loaded.model))
+}
+
 /** One entry point for both formats: validated and compiled. */
 export function compileMetadata(doc: unknown, context: LoadContext): Compilation {
   const loaded = loadMetadata(doc, context)
   if (!loaded.ok) return loaded
-  return {
-    ok: true,
-    compiled: 'site' in loaded ? compileSite(loaded.site) : compileCatchAll(compilePolicy(loaded.model)),
-    warnings: loaded.warnings,
-  }
+  return { ok: true, compiled: compileLoaded(loaded), warnings: loaded.warnings }
 }
 
 export interface PreparedPolicy {
@@ -61,16 +62,27 @@ export function validateMetadata(doc: unknown, context: Partial<LoadContext> = {
   return { ok: result.ok, errors: result.errors, warnings: result.warnings }
 }
 
-export function preparePolicy(text: string, context: LoadContext): PreparedPolicy | RefusedPolicy {
-  const started = performance.now()
+/**
+ * The document's text parsed and loaded into its model. A function of its own so that the parsed
+ * document (for 1,200,000 prefixes, 1.2 million strings and 49 MB of heap) is unreachable once it
+ * returns: the model holds none of it, and the compile that follows allocates enough buffers for
+ * V8 to run two or three full collections, each of which would otherwise mark the whole document
+ * again.
+ */
+function loadText(text: string, context: LoadContext): LoadResult | SiteLoadResult | RefusedPolicy {
   const parsed = parseMetadataText(text)
   if (!parsed.ok) return { ok: false, errors: [parsed.error], warnings: [] }
-  const result = compileMetadata(parsed.value, context)
-  if (!result.ok) return { ok: false, errors: result.errors, warnings: result.warnings }
+  return loadMetadata(parsed.value, context)
+}
+
+export function preparePolicy(text: string, context: LoadContext): PreparedPolicy | RefusedPolicy {
+  const started = performance.now()
+  const loaded = loadText(text, context)
+  if (!loaded.ok) return { ok: false, errors: loaded.errors, warnings: loaded.warnings }
   return {
     ok: true,
-    compiled: result.compiled,
-    warnings: result.warnings,
+    compiled: compileLoaded(loaded),
+    warnings: loaded.warnings,
     etag: etagOf(text),
     compileMs: performance.now() - started,
   }
