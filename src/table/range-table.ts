@@ -215,9 +215,10 @@ export class RangeTableBuilder {
   intervals(): Intervals {
     const order = this.sortedOrder()
     // Gathered into sorted order once, so the sweep reads each array front to back. Read through
-    // `order` in the sweep, every entry cost three cache misses (its start, last and set) in a
-    // loop where each waits for the one before: a third of a 1,000,000-prefix compile. Here the
-    // reads are independent, and the processor overlaps them.
+    // `order` in the sweep, an entry's start, last and set were cache misses in a loop where each
+    // entry waits for the one before; here the reads are independent, and the processor overlaps
+    // them (a 1,000,000-prefix IPv4 compile in a scratch loop: medians of 519–538 ms before,
+    // 215–474 ms after, the spread the collector's).
     const K = this.keyWords
     const n = order.length
     const starts = new Uint32Array(n * K)
