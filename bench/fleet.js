@@ -12,11 +12,7 @@
 // Bounded: every wait has a deadline; the process exits when done.
 import { createHash } from 'node:crypto'
 import http from 'node:http'
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createSurrogate } from '../dist/surrogate/server.js'
-import { DEFAULTS } from '../dist/surrogate/config.js'
+import { benchSurrogate, BENCH_TOKEN } from './lib/surrogate.js'
 import { ipv4Prefixes } from './lib/data.js'
 
 const size = Number(process.env.FLEET_SIZE ?? 50)
@@ -24,7 +20,6 @@ const mid = Number(process.env.FLEET_MID ?? 7)
 const interval = Number(process.env.FLEET_INTERVAL ?? 1000)
 const maxStale = Number(process.env.FLEET_MAX_STALE ?? 2000)
 const prefixes = Number(process.env.FLEET_PREFIXES ?? 10_000)
-const TOKEN = 'fleet-token-0123456789abcdef'
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 const summary = (ms) => {
@@ -89,19 +84,9 @@ const port = await listen()
 const originUrl = `http://127.0.0.1:${port}/index`
 
 async function surrogate(follow) {
-  const base = mkdtempSync(join(tmpdir(), 'cdni-fleet-'))
-  mkdirSync(join(base, 'content'))
-  writeFileSync(join(base, 'content', 'hello.txt'), 'hello')
-  const s = await createSurrogate({
-    ...DEFAULTS,
-    port: 0,
-    apiPort: 0,
-    root: join(base, 'content'),
-    stateDir: join(base, 'state'),
-    apiToken: TOKEN,
-    logLevel: 'silent',
+  const s = await benchSurrogate({
     follow: [follow],
-    followToken: TOKEN,
+    followToken: BENCH_TOKEN,
     followInterval: interval,
     followMaxStale: maxStale,
   })

@@ -2,29 +2,14 @@
 // latency on the surrogate while a
 // 1,000,000-prefix document is pushed through the API (prepared in a worker thread), next to
 // the same document compiled on the event loop (cdniAuthz.update), under the same load.
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { createSurrogate } from '../dist/surrogate/server.js'
-import { DEFAULTS } from '../dist/surrogate/config.js'
+import { benchSurrogate, BENCH_TOKEN } from './lib/surrogate.js'
 import { ipv4Prefixes } from './lib/data.js'
 import { pinSelf, pinned, startLoad } from './lib/run-load.js'
 
 const size = Number(process.env.BENCH_PUSH_PREFIXES ?? 1_000_000)
-const TOKEN = 'bench-token-0123456789abcdef'
 pinSelf(0)
-const base = mkdtempSync(join(tmpdir(), 'cdni-bench-'))
-mkdirSync(join(base, 'content'))
-writeFileSync(join(base, 'content', 'hello.txt'), 'hello')
-const surrogate = await createSurrogate({
-  ...DEFAULTS,
-  port: 0,
-  apiPort: 0,
-  root: join(base, 'content'),
-  stateDir: join(base, 'state'),
-  apiToken: TOKEN,
-  logLevel: 'silent',
+const surrogate = await benchSurrogate({
   trustedProxies: ['127.0.0.1/32'],
   gateways: [{ name: 'bench', cidrs: ['127.0.0.2/32'], countryCode: '86' }],
   bodyLimit: 256 * 1024 * 1024,
@@ -45,7 +30,7 @@ const big = JSON.stringify({
 const push = (text) =>
   fetch(`${apiUrl}/cdni/metadata`, {
     method: 'PUT',
-    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${BENCH_TOKEN}`, 'content-type': 'application/json' },
     body: text,
   })
 if ((await push(small)).status !== 200) throw new Error('small push refused')
