@@ -135,9 +135,11 @@ const misses = flat(missList)
 /**
  * One pass over `list` within `budgetMs`: ns per lookup and the lookups done. Each peer gets a
  * loop compiled for it alone, as benchmark.js compiles each test's loop: one loop shared by seven
- * peers makes its call site megamorphic, so V8 inlines no peer into it and every lookup pays an
- * indirect call, which coloured the cheapest peers most (ours at 1,000,000 IPv4 prefixes: 123–155
- * ns shared against 95–128 ns in a loop of its own, the sorted array 209–223 against 202–214).
+ * peers goes megamorphic from the second peer on, so V8 inlines no peer into it and every lookup
+ * pays an indirect call, which coloured the cheapest peers most (ours at 1,000,000 IPv4
+ * prefixes, five runs of each: 0.51–0.70 / 0.54–0.86 of the sorted array's time shared, against
+ * 0.46–0.61 / 0.46–0.51 in loops of their own). The source names the peer, because V8 caches
+ * compiled sources: the same text compiled again could share the first loop's feedback.
  */
 const PASS_SOURCE = `return function pass(lookup, list, budgetMs) {
   const deadline = performance.now() + budgetMs
@@ -152,14 +154,14 @@ const PASS_SOURCE = `return function pass(lookup, list, budgetMs) {
   return { ns: Number(process.hrtime.bigint() - start) / n, lookups: n, sink }
 }`
 // eslint-disable-next-line no-new-func -- a fresh function per peer is the point (see above).
-const passFor = () => new Function(PASS_SOURCE)()
+const passFor = (name) => new Function(`${PASS_SOURCE}\n// ${name.replace(/\s+/g, ' ')}`)()
 
 const measured = []
 for (const [name, build] of peers) {
   const t0 = performance.now()
   const lookup = build()
-  const pass = passFor()
   const buildMs = Math.round(performance.now() - t0)
+  const pass = passFor(name)
   // Agreement on a sample: every peer must answer what ours answers.
   const sample = [...hits.slice(0, 100), ...misses.slice(0, 100)]
   const disagreements = sample.filter((text) => lookup(text) !== ours(text)).length
