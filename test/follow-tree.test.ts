@@ -1,6 +1,12 @@
 import t from 'tap'
 import { Agent } from 'undici'
-import { DEFAULT_LIMITS, fetchTree, type CachedResource, type FetchContext } from '../src/follow/tree.js'
+import {
+  DEFAULT_LIMITS,
+  fetchTree,
+  LEAST_FRESHNESS,
+  type CachedResource,
+  type FetchContext,
+} from '../src/follow/tree.js'
 import { metadataServer } from './helpers/metadata-server.js'
 
 const agent = new Agent()
@@ -221,4 +227,76 @@ t.test('no more requests than the concurrency limit are in flight', async (t) =>
   const tree = await fetchTree(`${origin.url}/index`, new Map(), counting)
   t.equal((tree.document as { hosts: unknown[] }).hosts.length, 6)
   t.equal(origin.mostInFlight, 2, 'two at once, never more')
+})
+
+t.test('freshness is what the source states: none, zero, Expires, kept across 304s, bounded', async (t) => {
+  const origin = await metadataServer(t)
+  const root = `${origin.url}/index`
+  const body = JSON.stringify({ hosts: [] })
+  const now = Date.now()
+  const at = { ...context(), now: () => now }
+  const freshFor = async (resource: Record<string, string>, cache = new Map<string, CachedResource>()) => {
+    origin.set('/index', { body, ...resource })
+    const tree = await fetchTree(root, cache, at, true)
+    const held = tree.resources.get(root) as CachedResource
+    return { ms: held.freshUntil - now, staleIfError: held.staleIfError, tree }
+  }
+  t.equal((await freshFor({})).ms, 30_000, 'none stated: the interval')
+  for (const stated of ['max-age=0', 'no-cache', 'no-store', 'max-age=10, no-cache']) {
+    t.equal(
+      (await freshFor({ cacheControl: stated })).ms,
+      LEAST_FRESHNESS,
+      `${stated}: stale at once, not the interval`,
+    )
+  }
+  t.equal(
+    (await freshFor({ expires: new Date(now - 60_000).toUTCString() })).ms,
+    LEAST_FRESHNESS,
+    'an Expires past: stale at once',
+  )
+  const expires = await freshFor({ expires: new Date(now + 120_000).toUTCString() })
+  t.ok(Math.abs(expires.ms - 120_000) <= 2000, `an Expires two minutes on (${expires.ms} ms)`)
+  const stated = await freshFor({ cacheControl: 'max-age=600' })
+  // The 304 repeats no Cache-Control: the freshness the 200 gave holds (RFC 9111 section 4.3.4).
+  const held = (stated.tree.resources.get(root) as CachedResource).policy.resh.etag as string
+  origin.set('/index', { body, status: 304, headers: { etag: held } })
+  const revalidated = await fetchTree(root, stated.tree.resources, at, true)
+  t.equal(revalidated.notModified, 1)
+  t.ok(
+    Math.abs((revalidated.resources.get(root) as CachedResource).freshUntil - now - 600_000) <= 2000,
+    'max-age kept across a 304 without one',
+  )
+  t.equal((await freshFor({ cacheControl: 'max-age=60, stale-if-error=30' })).staleIfError, 30_000)
+  t.equal(
+    (await freshFor({ cacheControl: 'max-age=60, stale-if-error=30, must-revalidate' })).staleIfError,
+    0,
+    'must-revalidate: no stale use',
+  )
+  t.equal(
+    (await freshFor({ cacheControl: 'max-age=60, stale-if-error=99999999' })).staleIfError,
+    7 * 24 * 3600 * 1000,
+    'stale-if-error at most a week, as followMaxStale',
+  )
+})
+
+t.test('the first failure ends the fetch: nothing queued behind it is requested', async (t) => {
+  const origin = await metadataServer(t)
+  const hosts = [{ href: '/missing' }, ...Array.from({ length: 20 }, (_, i) => ({ href: `/h${i}` }))]
+  origin.set('/index', { body: JSON.stringify({ hosts }), ptype: 'MI.HostIndex' })
+  for (let i = 0; i < 20; i++) {
+    origin.set(`/h${i}`, { body: JSON.stringify(match(`h${i}.example`)), ptype: 'MI.HostMatch', delay: 200 })
+  }
+  await t.rejects(fetchTree(`${origin.url}/index`, new Map(), context({ concurrency: 2 })), /\/missing: answered 404/)
+  // Let anything still running show itself: the requests in flight end aborted, none follows.
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.ok(origin.requests.length <= 3, `the root, the failure and at most one in flight (${origin.requests.length})`)
+})
+
+t.test('errors name a resource without its query, which may carry a credential', async (t) => {
+  const origin = await metadataServer(t)
+  const message = await fetchTree(`${origin.url}/index?key=secret-of-the-ucdn`, new Map(), context()).then(
+    () => 'fetched',
+    (err: Error) => err.message,
+  )
+  t.equal(message, `${origin.url}/index: answered 404; a metadata resource must answer 200 or 304`)
 })

@@ -54,13 +54,22 @@ export interface CachedResource {
   staleIfError: number
 }
 
+/**
+ * A URL as logs and public output name it: scheme, host and path, never a query, which may carry
+ * a credential of the uCDN's.
+ */
+export function publicName(url: string): string {
+  const { origin, pathname } = new URL(url)
+  return `${origin}${pathname}`
+}
+
 export class FetchError extends Error {
   override name = 'FetchError'
   constructor(
     readonly url: string,
     message: string,
   ) {
-    super(`${url}: ${message}`)
+    super(`${publicName(url)}: ${message}`)
   }
 }
 
@@ -125,19 +134,36 @@ function acceptFor(ptype: string | null): string {
   return ptype === null ? `${CDNI}, application/json;q=0.9` : `${CDNI}; ptype=${ptype}, application/json;q=0.9`
 }
 
-function freshness(policy: CachePolicy, headers: Record<string, string | string[] | undefined>): number | null {
-  const cacheControl = String(headers['cache-control'] ?? '')
-  // Only freshness the source states counts (max-age, Expires): a heuristic one from
-  // Last-Modified would guess at how long the uCDN means its metadata to hold.
-  const explicit = /(^|[\s,])max-age\s*=/i.test(cacheControl) || headers.expires !== undefined
+/**
+ * The shortest freshness a resource is given, in milliseconds: the follower revalidates no more
+ * than about twice in it. A source that says its metadata is stale at once (`max-age=0`,
+ * `no-cache`, `no-store`, an `Expires` past) gets it, rather than being polled in a loop or
+ * having its word replaced by `followInterval`.
+ */
+export const LEAST_FRESHNESS = 1000
+
+function freshness(policy: CachePolicy): number | null {
+  // The stored headers: a 304's are merged into the 200's (RFC 9111 section 4.3.4), so a 304
+  // that repeats no Cache-Control keeps the freshness the 200 gave.
+  const { rescc: directives, resh: headers } = policy.toObject()
+  // Only freshness the source states counts: a heuristic one from Last-Modified would guess at
+  // how long the uCDN means its metadata to hold.
+  const explicit =
+    'max-age' in directives || 'no-cache' in directives || 'no-store' in directives || headers.expires !== undefined
+  if (!explicit) return null
   // Not timeToLive(), which adds the stale-if-error allowance to the freshness.
-  const ttl = (policy.maxAge() - policy.age()) * 1000
-  return explicit && ttl > 0 ? ttl : null
+  return Math.max(LEAST_FRESHNESS, (policy.maxAge() - policy.age()) * 1000)
 }
 
+/** The longest `stale-if-error` honoured, as `followMaxStale` is capped: a week. */
+const MOST_STALE_IF_ERROR = 7 * 24 * 3600 * 1000
+
 function staleIfErrorOf(policy: CachePolicy): number {
-  const seconds = Number(policy.toObject().rescc['stale-if-error'])
-  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0
+  const { rescc } = policy.toObject()
+  // must-revalidate: stale, it may not be used without a revalidation (RFC 9111 section 5.2.2.2).
+  if ('must-revalidate' in rescc) return 0
+  const seconds = Number(rescc['stale-if-error'])
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, MOST_STALE_IF_ERROR) : 0
 }
 
 /** Counts requests in flight, so that no more than `limit` are. */
@@ -191,6 +217,9 @@ export async function fetchTree(
   let notModified = 0
   let rootText: string | null = null
   let links = 0
+  // The first failure ends the whole fetch: requests in flight are aborted, and none is started
+  // after it, so a tree that failed early (a limit passed) costs no more downloads or parses.
+  const failed = new AbortController()
 
   /** The body of `url`, from the cache while it is fresh enough, else from the source. */
   const load = async (url: string, ptype: string | null, linkType: string | null): Promise<CachedResource> => {
@@ -205,8 +234,9 @@ export async function fetchTree(
     const policyBefore = cached === undefined ? null : CachePolicy.fromObject(cached.policy)
     const sent = policyBefore === null ? headers : (policyBefore.revalidationHeaders(asked) as Record<string, string>)
     requests++
-    const answer = await gate.run(() =>
-      request(url, {
+    const answer = await gate.run(() => {
+      if (failed.signal.aborted) throw new FetchError(url, 'not fetched: the tree already failed')
+      return request(url, {
         method: 'GET',
         headers: sent,
         dispatcher: context.dispatcher,
@@ -214,11 +244,11 @@ export async function fetchTree(
         bodyTimeout: limits.timeout,
         // A whole answer within three times the wait for one chunk: a source dripping a byte at a
         // time cannot hold a poll for longer.
-        signal: AbortSignal.timeout(limits.timeout * 3),
+        signal: AbortSignal.any([failed.signal, AbortSignal.timeout(limits.timeout * 3)]),
       }).catch((err: Error) => {
         throw new FetchError(url, `cannot be fetched: ${err.message}`)
-      }),
-    )
+      })
+    })
     const response = { status: answer.statusCode, headers: answer.headers }
     if (answer.statusCode === 304 && cached !== undefined && policyBefore !== null) {
       await answer.body.dump()
@@ -228,7 +258,7 @@ export async function fetchTree(
       }
       if (!matches) throw new FetchError(url, 'answered 304 for a representation other than the one held')
       notModified++
-      return remember(url, cached.body, policy, response.headers, context.now())
+      return remember(url, cached.body, policy, context.now())
     }
     if (answer.statusCode !== 200) {
       await answer.body.dump()
@@ -255,27 +285,17 @@ export async function fetchTree(
       )
     }
     if (cached?.body !== body) changed = true
-    return remember(url, body, policy, response.headers, context.now())
+    return remember(url, body, policy, context.now())
   }
 
-  const remember = (
-    url: string,
-    body: string,
-    policy: CachePolicy,
-    headers: Record<string, string | string[] | undefined>,
-    now: number,
-  ): CachedResource => {
-    const fresh = freshness(policy, headers) ?? context.interval
-    const resource = {
-      url,
-      body,
-      policy: policy.toObject(),
-      validatedAt: now,
-      freshUntil: now + fresh,
-      staleIfError: staleIfErrorOf(policy),
-    }
-    return resource
-  }
+  const remember = (url: string, body: string, policy: CachePolicy, now: number): CachedResource => ({
+    url,
+    body,
+    policy: policy.toObject(),
+    validatedAt: now,
+    freshUntil: now + (freshness(policy) ?? context.interval),
+    staleIfError: staleIfErrorOf(policy),
+  })
 
   /** Each resource fetched once per tree, however many Links name it. */
   const fetched = (url: string, ptype: string | null, linkType: string | null): Promise<CachedResource> => {
@@ -335,7 +355,7 @@ export async function fetchTree(
     if (url.origin !== origin) {
       throw new FetchError(
         base,
-        `links to ${url.href}, outside the source ${origin}; only the source's own resources are followed`,
+        `links to ${publicName(url.href)}, outside the source ${origin}; only the source's own resources are followed`,
       )
     }
     const linkType = typeof link.type === 'string' ? link.type : null
@@ -343,7 +363,10 @@ export async function fetchTree(
       throw new FetchError(base, `holds a Link of type ${linkType} where an ${ptype} is expected`)
     }
     if (above.includes(url.href)) {
-      throw new FetchError(base, `links back to ${url.href}, which links here: a loop (RFC 8006 section 4.3.1.1)`)
+      throw new FetchError(
+        base,
+        `links back to ${publicName(url.href)}, which links here: a loop (RFC 8006 section 4.3.1.1)`,
+      )
     }
     if (above.length > limits.depth) throw new FetchError(url.href, `is more than ${limits.depth} Links deep`)
     if (++links > limits.objects) {
@@ -384,7 +407,13 @@ export async function fetchTree(
     return value
   }
 
-  const document = await expandResource(root, null, HOST_INDEX, [])
+  let document: unknown
+  try {
+    document = await expandResource(root, null, HOST_INDEX, [])
+  } catch (err) {
+    failed.abort()
+    throw err
+  }
   for (const url of cache.keys()) if (!resources.has(url)) changed = true
   return {
     document,

@@ -13,6 +13,7 @@ export interface Resource {
   /** `application/cdni; ptype=<ptype>`; null: `application/json`. */
   ptype?: string | null
   cacheControl?: string
+  expires?: string
   lastModified?: string
   /** An answer other than 200 / 304. */
   status?: number
@@ -34,7 +35,7 @@ export interface MetadataServer {
   url: string
   resources: Map<string, Resource>
   /** Every request: path, and the answer's status. */
-  requests: { path: string; status: number; headers: http.IncomingHttpHeaders }[]
+  requests: { path: string; status: number; headers: http.IncomingHttpHeaders; at: number }[]
   /** The most requests it has had in flight at once. */
   mostInFlight: number
   /** Answers every request with this status while set (a uCDN in trouble). */
@@ -58,7 +59,7 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
     self.mostInFlight = Math.max(self.mostInFlight, inFlight)
     response.on('close', () => inFlight--)
     const answer = (status: number, headers: Record<string, string> = {}, body = ''): void => {
-      requests.push({ path, status, headers: request.headers })
+      requests.push({ path, status, headers: request.headers, at: Date.now() })
       const send = () => {
         response.writeHead(status, headers)
         response.end(body)
@@ -71,7 +72,7 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
     if (resource === undefined) return answer(404)
     if (resource.status !== undefined) return answer(resource.status, resource.headers)
     if (resource.drip !== undefined) {
-      requests.push({ path, status: 200, headers: request.headers })
+      requests.push({ path, status: 200, headers: request.headers, at: Date.now() })
       response.writeHead(200, { 'content-type': 'application/json', 'content-length': String(resource.body.length) })
       let sent = 0
       const timer = setInterval(() => {
@@ -81,7 +82,7 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
       return
     }
     if (resource.truncate === true) {
-      requests.push({ path, status: 200, headers: request.headers })
+      requests.push({ path, status: 200, headers: request.headers, at: Date.now() })
       response.writeHead(200, { 'content-type': 'application/json', 'content-length': String(resource.body.length) })
       response.write(resource.body.slice(0, resource.body.length >> 1), () => response.destroy())
       return
@@ -95,6 +96,7 @@ export async function metadataServer(t: { teardown: (fn: () => unknown) => void 
         : `application/cdni; ptype=${resource.ptype}`)
     if (type !== '') headers['content-type'] = type
     if (resource.cacheControl !== undefined) headers['cache-control'] = resource.cacheControl
+    if (resource.expires !== undefined) headers.expires = resource.expires
     if (resource.lastModified !== undefined) headers['last-modified'] = resource.lastModified
     if (resource.noEtag !== true && request.headers['if-none-match'] === etag) return answer(304, headers)
     const since = request.headers['if-modified-since']
