@@ -113,6 +113,16 @@ t.test('a restart with its caches damaged, or kept for another document, fetches
     '{ not json',
     JSON.stringify({ ...kept, sources: { [url]: { resources: 1 } } }),
     JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], resources: [] } } }),
+    JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], resources: [null] } } }),
+    JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], accepted: { text: 7 } } } }),
+    ...[{ body: 7 }, { url: 'not a URL' }, { freshUntil: 'soon' }, { policy: {} }, { policy: { v: 1, resh: 1 } }].map(
+      (patch) =>
+        JSON.stringify({
+          ...kept,
+          sources: { [url]: { ...kept.sources[url], resources: [{ ...kept.sources[url].resources[0], ...patch }] } },
+        }),
+    ),
+    JSON.stringify({ ...kept, sources: { ...kept.sources, 'http://127.0.0.1:9/gone': kept.sources[url] } }),
   ]) {
     writeFileSync(join(cfg.stateDir, 'follow.json'), damaged)
     const requests = origin.requests.length
@@ -124,3 +134,62 @@ t.test('a restart with its caches damaged, or kept for another document, fetches
     await again.surrogate.close()
   }
 })
+
+t.test('a restart past its kept freshness denies until revalidated, whatever its max-stale', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300, followMaxStale: 60_000 })
+  const first = await start(cfg)
+  t.ok(await until(async () => (await get(first)) === 200))
+  await first.surrogate.close()
+  origin.failWith = 503
+  await new Promise((resolve) => setTimeout(resolve, 1200))
+  const second = await start(cfg)
+  t.teardown(() => second.surrogate.close())
+  t.equal(await get(second), 403, 'kept past its freshness: not served before a revalidation')
+  origin.failWith = null
+  t.ok(await until(async () => (await get(second)) === 200), 'revalidated')
+})
+
+t.test(
+  "a restart following fewer sources than it kept fetches afresh: the dropped source's hosts are not served",
+  async (t) => {
+    const a = await metadataServer(t)
+    const b = await metadataServer(t)
+    for (const [server, host] of [
+      [a, 'a.example'],
+      [b, 'b.example'],
+    ] as const) {
+      server.set('/index', {
+        body: JSON.stringify(hostIndex(host, CLIENT)),
+        ptype: 'MI.HostIndex',
+        cacheControl: 'max-age=3600',
+      })
+    }
+    const cfg = config({ follow: [`${a.url}/index`, `${b.url}/index`], followInterval: 300, rootLayout: 'per-host' })
+    for (const host of ['a.example', 'b.example']) {
+      mkdirSync(join(cfg.root as string, host))
+      writeFileSync(join(cfg.root as string, host, 'hello.txt'), host)
+    }
+    const first = await start(cfg)
+    t.ok(await until(async () => (await get(first, 'a.example')) === 200 && (await get(first, 'b.example')) === 200))
+    await first.surrogate.close()
+    a.failWith = 503
+    const second = await start({ ...cfg, follow: [`${a.url}/index`] })
+    t.teardown(() => second.surrogate.close())
+    t.equal(
+      await get(second, 'b.example'),
+      403,
+      'b is no longer followed: nothing makes its part stale, so it is not served',
+    )
+    t.equal(await get(second, 'a.example'), 403, 'nor, until fetched, what a governs')
+    t.equal((await readyz(second)).status, 503)
+    a.failWith = null
+    t.ok(await until(async () => (await get(second, 'a.example')) === 200))
+    t.equal(await get(second, 'b.example'), 403, "once a's tree is live, b's hosts are gone from the policy")
+  },
+)

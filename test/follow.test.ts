@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
+import { pino } from 'pino'
 import { AUTH, config, start } from './helpers/surrogate.js'
 import { metadataServer } from './helpers/metadata-server.js'
 import {
@@ -207,4 +208,82 @@ t.test('mutual TLS: the client certificate is presented, the source checked agai
     await until(async () => /certificate/i.test((await status(untrusted)).following[0].lastError?.message ?? '')),
     'the source is checked',
   )
+})
+
+t.test('the log says what a change changed: versions, hosts and resources, the source without its query', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', { body: JSON.stringify({ hosts: [{ href: '/h' }] }), ptype: 'MI.HostIndex' })
+  origin.set('/h', { body: JSON.stringify(hostIndex(HOST, CLIENT).hosts[0]), ptype: 'MI.HostMatch' })
+  const lines: Record<string, any>[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) })
+  const s = await follower(t, [`${origin.url}/index?key=secret-of-the-ucdn`], {}, { logger })
+  t.ok(await until(async () => (await get(s)) === 200))
+  origin.set('/h', { body: JSON.stringify(hostIndex('other.example', CLIENT).hosts[0]), ptype: 'MI.HostMatch' })
+  t.ok(await until(() => lines.filter((line) => line.msg === 'cdni-authz: followed metadata changed').length === 2))
+  const [first, second] = lines.filter((line) => line.msg === 'cdni-authz: followed metadata changed')
+  t.match(first?.cdniAuthz, {
+    source: `${origin.url}/index`,
+    from: { version: 0, etag: null },
+    to: { version: 1, etag: /^"sha256-/ },
+    hosts: { added: { count: 1, names: [HOST] }, removed: { count: 0, names: [] } },
+    resources: { changed: { count: 2 }, removed: { count: 0 } },
+  })
+  t.match(second?.cdniAuthz, {
+    from: { version: 1, etag: first?.cdniAuthz.to.etag },
+    to: { version: 2 },
+    hosts: { added: { names: ['other.example'] }, removed: { names: [HOST] } },
+    resources: { changed: { count: 1, names: [`${origin.url}/h`] }, removed: { count: 0 } },
+  })
+  t.notMatch(JSON.stringify(lines), 'secret-of-the-ucdn', 'no log line holds the query')
+})
+
+t.test('a year of freshness is one poll, not a timer that fires at once', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=31536000',
+  })
+  const s = await follower(t, origin)
+  t.ok(await until(async () => (await get(s)) === 200))
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const metrics = await fetch(`${s.apiUrl}/metrics`).then((r) => r.text())
+  const polls = [...metrics.matchAll(/cdni_authz_follow_polls_total\{[^}]*\} (\d+)/g)].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  )
+  t.equal(polls, 1, 'one poll in a second')
+  t.equal(origin.requests.length, 1)
+})
+
+t.test('a failing source is polled again after exponential backoff, jittered by the dice', async (t) => {
+  const origin = await metadataServer(t)
+  origin.failWith = 503
+  const dice: number[] = []
+  // A fixed throw of 0.05: the waits are 5% of 2, 4, 8 and 16 s (100, 200, 400 and 800 ms).
+  const random = () => {
+    dice.push(0.05)
+    return 0.05
+  }
+  await follower(t, origin, { followInterval: 60_000 }, { follower: { random } })
+  t.ok(await until(() => origin.requests.length >= 5, 10_000))
+  const at = origin.requests.slice(0, 5).map((r) => r.at)
+  const waits = at.slice(1).map((time, i) => time - (at[i] as number))
+  waits.forEach((wait, i) => t.ok(wait >= 100 * 2 ** i - 5, `wait ${i + 1}: ${wait} ms, at least ${100 * 2 ** i}`))
+  t.ok(dice.length >= 4, 'each wait thrown anew')
+})
+
+t.test('a token sent over plain http to another machine is warned of; to this one it is not', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', { body: JSON.stringify(hostIndex(HOST, CLIENT)), ptype: 'MI.HostIndex' })
+  const warnings = async (url: string) => {
+    const lines: Record<string, any>[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) })
+    const s = await follower(t, [url], { followToken: 'source-token' }, { logger })
+    await s.surrogate.close()
+    return lines.filter((line) => /over plain http/.test(line.msg)).map((line) => line.cdniAuthz.source)
+  }
+  // TEST-NET-1 (RFC 5737): never answers; the warning comes before any request.
+  t.same(await warnings('http://192.0.2.1:9/index?key=secret'), ['http://192.0.2.1:9/index'])
+  t.same(await warnings(`${origin.url}/index`), [], '127.0.0.1: this machine')
 })

@@ -23,7 +23,16 @@ import { normalizeHost } from '../policy/request-target.js'
 import { writeAtomically } from '../surrogate/state.js'
 import type { LiveDocument, Publisher } from '../surrogate/publisher.js'
 import type { Problem } from '../policy/model.js'
-import { DEFAULT_LIMITS, fetchTree, FetchError, refreshPoint, type CachedResource, type TreeLimits } from './tree.js'
+import CachePolicy from 'http-cache-semantics'
+import {
+  DEFAULT_LIMITS,
+  fetchTree,
+  FetchError,
+  publicName,
+  refreshPoint,
+  type CachedResource,
+  type TreeLimits,
+} from './tree.js'
 
 export const FOLLOW_FILE = 'follow.json'
 
@@ -44,7 +53,7 @@ export interface FollowerOptions {
   random?: () => number
 }
 
-/** How one poll of a source ended: the `result` label of cdni_authz_follow_fetches_total. */
+/** How one poll of a source ended: the `result` label of cdni_authz_follow_polls_total. */
 export type FetchResult = 'changed' | 'unchanged' | 'refused' | 'error'
 
 export interface SourceStatus {
@@ -70,12 +79,16 @@ interface Source {
   url: string
   /** The last tree fetched: its resources, and its document assembled. */
   cache: Map<string, CachedResource>
+  /** The resources of the accepted part, as last revalidated: what a restart may serve. */
+  acceptedCache: Map<string, CachedResource>
   /** This source's part of the live document (its last tree accepted), or null. */
   accepted: { document: unknown; text: string | null } | null
   /** Whether the cache holds a tree not yet made live. */
   pending: boolean
   /** The assembled text last refused and why, so an unchanged refused tree is not compiled again. */
   refused: { text: string; error: MetadataRefusedError } | null
+  /** Until when its accepted part is fresh: its least fresh resource's freshness (0: not). */
+  freshUntil: number
   /** When its accepted part goes stale without a revalidation (0: already). */
   staleAt: number
   staleSince: number | null
@@ -87,15 +100,6 @@ interface Source {
   results: Record<FetchResult, number>
   /** Requests made, by answer. */
   answers: { modified: number; notModified: number }
-}
-
-/**
- * A source as public output names it (/metrics and /readyz answer without the token): scheme,
- * host and path, never a query, which may carry a credential of the uCDN's.
- */
-const publicName = (url: string): string => {
-  const { origin, pathname } = new URL(url)
-  return `${origin}${pathname}`
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
@@ -138,9 +142,11 @@ export class Follower {
     this.state = options.sources.map((url) => ({
       url,
       cache: new Map(),
+      acceptedCache: new Map(),
       accepted: null,
       pending: false,
       refused: null,
+      freshUntil: 0,
       staleAt: 0,
       staleSince: null,
       lastSuccess: null,
@@ -166,27 +172,41 @@ export class Follower {
     } catch {
       this.log.warn('cdni-authz: follow.json is damaged; every source is fetched afresh')
     }
-    if (live === null || !isRecord(saved) || saved.document !== sha256(live.text) || !isRecord(saved.sources)) {
+    const kept = live === null ? null : keptParts(saved, sha256(live.text), this.sources)
+    if (kept === null) {
+      if (saved !== null) {
+        this.log.warn('cdni-authz: follow.json is not of the live document and these sources; fetching afresh')
+      }
       this.updateStale()
       return
     }
-    // Every source's part, or none: a part missing leaves its hosts in the document unknown.
-    const parts = this.state.map((source) => (saved.sources as Record<string, unknown>)[source.url])
-    if (parts.every((kept) => isRecord(kept) && Array.isArray(kept.resources) && isRecord(kept.accepted))) {
-      this.assembled = true
-      this.state.forEach((source, i) => {
-        const kept = parts[i] as { resources: CachedResource[]; accepted: Source['accepted'] }
-        source.cache = new Map(kept.resources.map((resource) => [resource.url, resource]))
-        source.accepted = kept.accepted
-        source.staleAt = this.staleAt(source.cache)
-      })
-    }
+    this.assembled = true
+    const now = this.now()
+    this.state.forEach((source, i) => {
+      const { resources, accepted } = kept[i] as KeptPart
+      source.cache = new Map(resources.map((resource) => [resource.url, resource]))
+      source.acceptedCache = source.cache
+      source.accepted = accepted
+      this.revalidated(source)
+      // A part kept past its freshness is served again only once revalidated: the allowance is
+      // for metadata that cannot be revalidated, and this one has not been tried yet.
+      if (now >= source.freshUntil) source.staleAt = 0
+    })
     this.updateStale()
   }
 
   /** Starts polling every source now. */
   start(): void {
-    for (const source of this.state) this.schedule(source, 0)
+    for (const source of this.state) {
+      // RFC 8006 section 8.3: TLS, unless the path is secured otherwise (IPsec, a private network).
+      if (this.options.token !== null && inClear(source.url)) {
+        this.log.warn(
+          { cdniAuthz: { source: publicName(source.url) } },
+          'cdni-authz: the follow token goes to this source over plain http; use https unless the path is secured otherwise',
+        )
+      }
+      this.schedule(source, 0)
+    }
   }
 
   async close(): Promise<void> {
@@ -251,13 +271,27 @@ export class Follower {
     }, delay)
   }
 
-  /** When a part whose resources are `cache` goes stale without a revalidation. */
-  private staleAt(cache: ReadonlyMap<string, CachedResource>): number {
-    let at = Infinity
-    for (const resource of cache.values()) {
-      at = Math.min(at, resource.freshUntil + Math.max(resource.staleIfError, this.options.maxStale))
+  /** Dates a source's part by the resources just had: until when it is fresh, and when it goes stale. */
+  private revalidated(source: Source): void {
+    let fresh = Infinity
+    let stale = Infinity
+    for (const resource of source.cache.values()) {
+      fresh = Math.min(fresh, resource.freshUntil)
+      stale = Math.min(stale, resource.freshUntil + Math.max(resource.staleIfError, this.options.maxStale))
     }
-    return at === Infinity ? 0 : at
+    source.freshUntil = fresh === Infinity ? 0 : fresh
+    source.staleAt = stale === Infinity ? 0 : stale
+  }
+
+  /**
+   * How long the live document stays fresh, in whole seconds (`max-age` of the document this
+   * surrogate serves to its own followers): its least fresh part's remaining freshness, so a
+   * surrogate following this one never holds the metadata fresh for longer than this one does.
+   */
+  maxAge(): number {
+    const now = this.now()
+    const until = Math.min(...this.state.map((source) => source.freshUntil))
+    return Math.max(0, Math.floor((until - now) / 1000))
   }
 
   private async poll(source: Source): Promise<void> {
@@ -271,6 +305,7 @@ export class Follower {
       })
       source.answers.modified += tree.requests - tree.notModified
       source.answers.notModified += tree.notModified
+      const resources = changedResources(source.acceptedCache, tree.resources)
       source.cache = tree.resources
       const part = { document: tree.document, text: tree.rootText }
       // A tree fetched but not made live (refused, or not stored) is tried again until it is: the
@@ -278,13 +313,17 @@ export class Follower {
       // A refused one is refused again without a compile (acceptNow).
       if (tree.changed || source.accepted === null) source.pending = true
       const changed = source.pending
-      if (changed) await this.accept(source, part)
+      if (changed) await this.accept(source, part, resources)
       source.results[changed ? 'changed' : 'unchanged']++
       source.lastSuccess = this.now()
       source.failures = 0
-      source.staleAt = this.staleAt(source.cache)
+      source.acceptedCache = source.cache
+      this.revalidated(source)
       if (source.staleSince !== null) {
-        this.log.info({ cdniAuthz: { source: source.url } }, 'cdni-authz: followed metadata revalidated; serving again')
+        this.log.info(
+          { cdniAuthz: { source: publicName(source.url) } },
+          'cdni-authz: followed metadata revalidated; serving again',
+        )
       }
       source.staleSince = null
       this.updateStale()
@@ -292,23 +331,26 @@ export class Follower {
         // Served all the same: a restart without it only fetches afresh.
         this.log.warn({ err }, 'cdni-authz: could not keep the follow caches; a restart will fetch afresh')
       })
-      // The next poll when the first resource reaches its refresh point.
+      // The next poll when the first resource reaches its refresh point. A source may give a
+      // year of freshness; a timer cannot wait longer than 2^31 - 1 ms (Node fires a longer one
+      // at once), so the poll comes after that at the latest.
       let next = Infinity
       for (const resource of source.cache.values()) next = Math.min(next, refreshPoint(resource, this.random()))
-      this.schedule(source, Math.max(100, next - this.now()))
+      this.schedule(source, Math.min(Math.max(100, next - this.now()), LONGEST_TIMER))
     } catch (err) {
-      const refused = err instanceof MetadataRefusedError
+      // A host named by two sources is this document refused, as an invalid one is.
+      const refused = err instanceof MetadataRefusedError || err instanceof AssemblyError
       source.results[refused ? 'refused' : 'error']++
       const message = describe(err)
       source.lastError = { at: this.now(), message }
       source.failures++
       this.log.warn(
-        { cdniAuthz: { source: source.url, error: message, failures: source.failures } },
+        { cdniAuthz: { source: publicName(source.url), error: message, failures: source.failures } },
         refused
           ? 'cdni-authz: followed metadata refused; the live policy stays'
           : 'cdni-authz: followed metadata not fetched',
       )
-      if (!(err instanceof FetchError) && !refused && !(err instanceof AssemblyError)) {
+      if (!(err instanceof FetchError) && !refused) {
         this.log.error({ err }, 'cdni-authz: following failed')
       }
       this.updateStale()
@@ -322,13 +364,13 @@ export class Follower {
    * Publishes the document with `part` as this source's, the other sources' accepted parts beside
    * it. One source at a time: each assembles from the parts the one before it left accepted.
    */
-  private accept(source: Source, part: NonNullable<Source['accepted']>): Promise<void> {
-    const run = this.accepting.then(() => this.acceptNow(source, part))
+  private accept(source: Source, part: NonNullable<Source['accepted']>, resources: Changes): Promise<void> {
+    const run = this.accepting.then(() => this.acceptNow(source, part, resources))
     this.accepting = run.catch(() => undefined)
     return run
   }
 
-  private async acceptNow(source: Source, part: NonNullable<Source['accepted']>): Promise<void> {
+  private async acceptNow(source: Source, part: NonNullable<Source['accepted']>, resources: Changes): Promise<void> {
     const text = this.assemble(source, part)
     // The same tree as refused before: refused again for the same reasons, without a compile.
     if (source.refused?.text === text) throw source.refused.error
@@ -339,14 +381,19 @@ export class Follower {
       return
     }
     try {
+      const previous = { version: this.authz.version, etag: this.publisher.live?.etag ?? null }
       const published = await this.publisher.publish(text)
+      // What changed, for the operator reading the log: the publisher's own line gives the totals.
+      const before = source.accepted === null ? [] : hostsOf(source.accepted.document)
+      const after = hostsOf(part.document)
       this.log.info(
         {
           cdniAuthz: {
-            source: source.url,
-            version: published.version,
-            etag: published.etag,
-            summary: published.summary,
+            source: publicName(source.url),
+            from: previous,
+            to: { version: published.version, etag: published.etag },
+            hosts: { added: listed(difference(after, before)), removed: listed(difference(before, after)) },
+            resources,
           },
         },
         'cdni-authz: followed metadata changed',
@@ -373,13 +420,15 @@ export class Follower {
       const names = hostsOf(document)
       if (names === 'all') {
         throw new AssemblyError(
-          `${each.url} serves no HostIndex; a document without hosts cannot share the policy with other sources`,
+          `${publicName(each.url)} serves no HostIndex; a document without hosts cannot share the policy with other sources`,
         )
       }
       for (const name of names) {
         const first = named.get(name)
         if (first !== undefined) {
-          throw new AssemblyError(`host "${name}" is named by two sources: ${first} and ${each.url}`)
+          throw new AssemblyError(
+            `host "${name}" is named by two sources: ${publicName(first)} and ${publicName(each.url)}`,
+          )
         }
         named.set(name, each.url)
       }
@@ -403,12 +452,12 @@ export class Follower {
         source.staleSince = now
         if (source.lastSuccess === null && source.accepted === null) {
           this.log.info(
-            { cdniAuthz: { source: source.url } },
+            { cdniAuthz: { source: publicName(source.url) } },
             'cdni-authz: denying what this source governs until its first fetch',
           )
         } else {
           this.log.error(
-            { cdniAuthz: { source: source.url, lastSuccess: iso(source.lastSuccess) } },
+            { cdniAuthz: { source: publicName(source.url), lastSuccess: iso(source.lastSuccess) } },
             'cdni-authz: followed metadata is stale and cannot be revalidated; denying the requests it governs',
           )
         }
@@ -433,10 +482,56 @@ export class Follower {
     const sources: Record<string, unknown> = {}
     for (const source of this.state) {
       if (source.accepted !== null) {
-        sources[source.url] = { resources: [...source.cache.values()], accepted: source.accepted }
+        sources[source.url] = { resources: [...source.acceptedCache.values()], accepted: source.accepted }
       }
     }
     await writeAtomically(this.options.stateDir, FOLLOW_FILE, JSON.stringify({ document: sha256(live.text), sources }))
+  }
+}
+
+/** Whether requests to `url` cross a network in clear: plain http to other than this machine. */
+function inClear(url: string): boolean {
+  const { protocol, hostname } = new URL(url)
+  return protocol === 'http:' && !/^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/i.test(hostname)
+}
+
+/** The longest a Node timer waits. */
+const LONGEST_TIMER = 2 ** 31 - 1
+
+/** At most this many names in a log line's lists; the count says how many there were. */
+const LISTED = 10
+
+/** Resources of a fetched tree against those of the accepted part: changed or new, and gone. */
+interface Changes {
+  changed: Listed
+  removed: Listed
+}
+
+interface Listed {
+  count: number
+  names: string[]
+}
+
+function listed(names: string[]): Listed {
+  return { count: names.length, names: names.slice(0, LISTED) }
+}
+
+/** The names of `a` not in `b`; a document without hosts counts as the one name `*`. */
+function difference(a: string[] | 'all', b: string[] | 'all'): string[] {
+  const of = (names: string[] | 'all') => (names === 'all' ? ['*'] : names)
+  const other = new Set(of(b))
+  return of(a).filter((name) => !other.has(name))
+}
+
+function changedResources(
+  before: ReadonlyMap<string, CachedResource>,
+  after: ReadonlyMap<string, CachedResource>,
+): Changes {
+  const changed = [...after.values()].filter((resource) => before.get(resource.url)?.body !== resource.body)
+  const removed = [...before.keys()].filter((url) => !after.has(url))
+  return {
+    changed: listed(changed.map((resource) => publicName(resource.url))),
+    removed: listed(removed.map(publicName)),
   }
 }
 
@@ -446,6 +541,46 @@ export class AssemblyError extends Error {
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value)
+
+interface KeptPart {
+  resources: CachedResource[]
+  accepted: NonNullable<Source['accepted']>
+}
+
+/** A kept resource whole, its caching policy one this http-cache-semantics can take up. */
+function isCachedResource(value: unknown): value is CachedResource {
+  if (!isRecord(value)) return false
+  const { url, body, policy, validatedAt, freshUntil, staleIfError } = value
+  if (typeof url !== 'string' || typeof body !== 'string' || !URL.canParse(url)) return false
+  if (![validatedAt, freshUntil, staleIfError].every((n) => typeof n === 'number' && Number.isFinite(n))) return false
+  try {
+    CachePolicy.fromObject(policy as CachePolicy.CachePolicyObject)
+    return isRecord((policy as { resh?: unknown }).resh)
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The parts `saved` (follow.json) keeps for `sources`, in their order: only when it is of the live
+ * document (`digest`) and of exactly these sources, each part whole. A part missing would leave
+ * its hosts in the document ungoverned, and a source no longer followed would leave its own hosts
+ * served with nothing to make them stale: both fetch afresh instead.
+ */
+function keptParts(saved: unknown, digest: string, sources: readonly string[]): KeptPart[] | null {
+  if (!isRecord(saved) || saved.document !== digest || !isRecord(saved.sources)) return null
+  const kept = saved.sources
+  if (Object.keys(kept).length !== sources.length) return null
+  const parts = sources.map((url) => kept[url])
+  const whole = (part: unknown): part is KeptPart =>
+    isRecord(part) &&
+    Array.isArray(part.resources) &&
+    part.resources.every(isCachedResource) &&
+    isRecord(part.accepted) &&
+    'document' in part.accepted &&
+    (typeof part.accepted.text === 'string' || part.accepted.text === null)
+  return parts.every(whole) ? parts : null
+}
 
 function describe(err: unknown): string {
   if (err instanceof MetadataRefusedError) {

@@ -20,7 +20,7 @@ import fastifyStatic from '@fastify/static'
 import fastifyHttpProxy from '@fastify/http-proxy'
 import { buildApi } from './api.js'
 import { Publisher, type LiveDocument } from './publisher.js'
-import { Follower } from '../follow/follower.js'
+import { Follower, type FollowerOptions } from '../follow/follower.js'
 import { ConfigError, databaseOptions, type ServerConfig } from './config.js'
 import type { Problem } from '../policy/model.js'
 import cdniAuthz, { hostOf, type CdniAuthz } from '../plugin/plugin.js'
@@ -57,6 +57,8 @@ export interface SurrogateOptions {
   logger?: FastifyBaseLogger
   /** How the workers of `--workers` are started and waited for (tests run them in this process). */
   workers?: Pick<WorkerPoolOptions, 'fork' | 'timeouts'>
+  /** The follower's clock and dice (tests). */
+  follower?: Pick<FollowerOptions, 'now' | 'random'>
 }
 
 /** The content listener and what it needs: one per serving process (this one, or each worker). */
@@ -270,6 +272,9 @@ export async function createSurrogate(config: ServerConfig, options: SurrogateOp
             interval: config.followInterval,
             maxStale: config.followMaxStale,
             stateDir: config.stateDir,
+            // The assembled tree goes the way a push goes, and is held to what a push may be.
+            limits: { resourceBytes: config.bodyLimit, treeBytes: config.bodyLimit },
+            ...options.follower,
           },
           publisher,
           followed,

@@ -6,6 +6,7 @@ import type { Test } from 'tap'
 import { AUTH, config, rawGet, start, type Running } from './surrogate.js'
 import type { MetadataServer } from './metadata-server.js'
 import type { ServerConfig } from '../../src/surrogate/config.js'
+import type { SurrogateOptions } from '../../src/surrogate/server.js'
 
 export const HOST = 'video.example.com'
 /** The address rawGet's trusted proxy names. */
@@ -36,7 +37,12 @@ export const get = (s: Running, host = HOST) => rawGet(s.contentUrl, '/hello.txt
 export const status = (s: Running) =>
   fetch(`${s.apiUrl}/cdni/status`, { headers: AUTH }).then((r) => r.json() as Promise<Record<string, any>>)
 
-export async function follower(t: Test, source: MetadataServer | string[], patch: Partial<ServerConfig> = {}) {
+export async function follower(
+  t: Test,
+  source: MetadataServer | string[],
+  patch: Partial<ServerConfig> = {},
+  options: SurrogateOptions = {},
+) {
   const s = await start(
     // A minute of max-stale, so that a loaded machine's slow compile does not make staleness the
     // subject of a test about something else; the tests of staleness set their own.
@@ -46,6 +52,7 @@ export async function follower(t: Test, source: MetadataServer | string[], patch
       followMaxStale: 60_000,
       ...patch,
     }),
+    options,
   )
   t.teardown(() => s.surrogate.close())
   return s

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULTS, type ServerConfig } from '../../src/surrogate/config.js'
-import { createSurrogate, type Surrogate } from '../../src/surrogate/server.js'
+import { createSurrogate, type Surrogate, type SurrogateOptions } from '../../src/surrogate/server.js'
 
 export const TOKEN = 'test-token-0123456789abcdef'
 export const AUTH = { authorization: `Bearer ${TOKEN}` }
@@ -67,8 +67,8 @@ export function client(contentUrl: string, apiUrl: string): Client {
   }
 }
 
-export async function start(cfg: ServerConfig): Promise<Running> {
-  const surrogate = await createSurrogate(cfg)
+export async function start(cfg: ServerConfig, options: SurrogateOptions = {}): Promise<Running> {
+  const surrogate = await createSurrogate(cfg, options)
   const { contentUrl, apiUrl } = await surrogate.listen()
   return { surrogate, ...client(contentUrl, apiUrl) }
 }
