@@ -1,7 +1,7 @@
 import t from 'tap'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { config, start } from './helpers/surrogate.js'
+import { AUTH, config, start, TOKEN } from './helpers/surrogate.js'
 import { metadataServer } from './helpers/metadata-server.js'
 import { CLIENT, follower, get, HOST, hostIndex, readyz, status, until, version } from './helpers/follow.js'
 
@@ -130,6 +130,43 @@ t.test('two sources: their HostIndexes merged, a host named twice refused, stale
   })
   t.ok(await until(async () => /named by two sources/.test((await status(s)).following[1].lastError?.message ?? '')))
   t.equal(await get(s, 'a.example'), 200, 'the live policy stays')
+  t.match(
+    await fetch(`${s.apiUrl}/metrics`).then((r) => r.text()),
+    new RegExp(`cdni_authz_follow_polls_total\\{source="${b.url}/index",result="refused"\\} [1-9]`),
+    'counted as a refusal',
+  )
+  // a keeps succeeding, and keeps the caches: b's kept part is the one accepted, with the
+  // resources it came from, not the refused tree b now serves (a restart would take that for live).
+  const refusedAt = Date.parse((await status(s)).following[1].lastError.at)
+  t.ok(await until(async () => Date.parse((await status(s)).following[0].lastSuccess) > refusedAt))
+  const kept = JSON.parse(readFileSync(join(cfg.stateDir, 'follow.json'), 'utf8')).sources[`${b.url}/index`]
+  t.equal(kept.resources[0].body, JSON.stringify(hostIndex('b.example', CLIENT)), 'the accepted tree kept')
+})
+
+t.test('down a tree of surrogates: the middle hands on its freshness, and once stale, nothing', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=2',
+  })
+  const middle = await follower(t, origin, { followMaxStale: 0 })
+  t.ok(await until(async () => (await get(middle)) === 200))
+  const seen = origin.requests.length
+  t.ok(await until(() => origin.requests.slice(seen).some((r) => r.status === 304)))
+  const served = await fetch(`${middle.apiUrl}/cdni/metadata`, { headers: AUTH })
+  t.match(served.headers.get('cache-control'), /^max-age=[0-2]$/, 'no fresher than the middle holds it')
+  const leaf = await follower(t, [`${middle.apiUrl}/cdni/metadata`], { followToken: TOKEN, followMaxStale: 0 })
+  t.ok(await until(async () => (await get(leaf)) === 200))
+  origin.failWith = 503
+  t.ok(await until(async () => (await get(middle)) === 403), 'the middle fails closed')
+  const stale = await fetch(`${middle.apiUrl}/cdni/metadata`, { headers: AUTH })
+  t.equal(stale.status, 503, 'and hands on no stale metadata')
+  t.match(await stale.json(), { message: /followed metadata is stale/ })
+  t.ok(await until(async () => (await get(leaf)) === 403), 'so the leaf fails closed too')
+  t.match(await readyz(leaf), { status: 503 })
+  origin.failWith = null
+  t.ok(await until(async () => (await get(leaf)) === 200), 'both recover with the source')
 })
 
 t.test('two sources: one serving no HostIndex is refused', async (t) => {

@@ -222,6 +222,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   api.get('/cdni/metadata', (request, reply) => {
     const live = publisher.live
     if (live === null) throw new NoMetadataError()
+    if (follower !== null) {
+      // A surrogate following this one must not hold the metadata fresh for longer than this one
+      // does (RFC 8006 section 6.2, down a tree of surrogates): stale here, it is not handed on,
+      // and fresh, it is handed on with the freshness it has left.
+      const stale = follower.notReady()
+      if (stale !== null) throw new NotReadyError(stale)
+      reply.header('cache-control', `max-age=${follower.maxAge()}`)
+    }
     reply.header('etag', live.etag)
     const ifNoneMatch = request.headers['if-none-match']
     if (typeof ifNoneMatch === 'string' && listMatches(ifNoneMatch, live.etag)) return reply.code(304).send()
