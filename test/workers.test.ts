@@ -427,6 +427,29 @@ t.test('staleness from the follower reaches every worker, and each one admitted 
   t.same(await policies(pool.serving()), ['A', 'A'])
 })
 
+t.test('staleness that changes while a worker is admitted reaches it once it serves', async (t) => {
+  let markDuringListen: (() => void) | null = null
+  const pool = await startPool(t, {}, undefined, (worker, index) => {
+    // The replacement (the third forked): staleness changes between its stale message and its listen.
+    if (index !== 2) return
+    worker.intercept = (message) => {
+      if (message.cdni === 'listen') markDuringListen?.()
+      return null
+    }
+  })
+  t.equal((await pool.push(A)).status, 200)
+  const workers = pool.surrogate.workers
+  markDuringListen = () => workers?.markStale('all')
+  await (pool.started[0] as InProcessWorker).exit(null, 'SIGKILL')
+  await pool.ready()
+  t.same(await policies(pool.serving()), ['403/403', '403/403'], 'the replacement took the staleness too')
+  t.same(
+    (pool.started[2] as InProcessWorker).received.filter((message) => message.cdni === 'stale').length,
+    1,
+    'told once, after it listened',
+  )
+})
+
 t.test('a follower marks the workers stale through the pool', async (t) => {
   // A source that cannot be reached and no kept cache: everything it governs is denied.
   const pool = await startPool(t, { follow: ['http://127.0.0.1:9/metadata'] })

@@ -197,9 +197,13 @@ export class WorkerPool implements FanOut {
           await this.ask(member, { cdni: 'load', path: committed.path, etag: committed.etag }, this.timeouts.load)
           member.version = (await this.ask(member, { cdni: 'commit', etag: committed.etag })).version as number
         }
-        if (this.stale !== null) await this.ask(member, { cdni: 'stale', hosts: this.stale })
+        const stale = this.stale
+        if (stale !== null) await this.ask(member, { cdni: 'stale', hosts: stale })
         const { url } = await this.ask(member, { cdni: 'listen' })
         member.serving = true
+        // The staleness changed while it was being admitted: markStale passed it by, as it was not
+        // serving yet, so it is told now (before the start resolves, and before the next change).
+        if (this.stale !== stale) await this.ask(member, { cdni: 'stale', hosts: this.stale })
         this.url ??= url as string
         if (this.serving().length === this.options.count) {
           for (const { resolve } of this.started.splice(0)) resolve(this.url)
