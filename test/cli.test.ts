@@ -355,6 +355,31 @@ t.test('check: wrong input exits 2 with the reason', async (t) => {
   }
 })
 
+t.test('serve: --follow is repeatable on the command line, one source per flag', async (t) => {
+  const { root, stateDir } = workspace()
+  const configFile = join(root, '..', 'config.json')
+  writeFileSync(
+    configFile,
+    JSON.stringify({ port: 0, apiPort: 0, root, stateDir, apiToken: TOKEN, logLevel: 'silent' }),
+  )
+  let stop: (signal: string) => void = () => {}
+  const run = io(new Promise((resolve) => (stop = resolve)))
+  // Nothing listens on the discard port: both sources fail, and their hosts stay denied.
+  const sources = ['http://127.0.0.1:9/a/index', 'http://127.0.0.1:9/b/index'] as const
+  const finished = main(['serve', '--config', configFile, '--follow', sources[0], '--follow', sources[1]], run)
+  while (!run.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  const api = /push API on (\S+)\/cdni\/metadata/.exec(run.out)?.[1] as string
+  const report = (await fetch(`${api}/cdni/status`, { headers: { authorization: `Bearer ${TOKEN}` } }).then((r) =>
+    r.json(),
+  )) as { following: { url: string }[] }
+  t.same(
+    report.following.map((source) => source.url),
+    sources,
+  )
+  stop('SIGTERM')
+  t.equal(await finished, 0)
+})
+
 t.test('serve: prints where it listens, and stops cleanly on the signal', async (t) => {
   const { root, stateDir } = workspace()
   const configFile = join(root, '..', 'config.json')

@@ -23,6 +23,30 @@ t.test('a restart serves the kept tree while fresh, and revalidates it with 304s
   t.equal((await readyz(second)).status, 200)
 })
 
+t.test('a restart serves a kept tree of Links, assembled, while fresh', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify({ hosts: [{ href: '/h' }] }),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=3600',
+  })
+  origin.set('/h', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT).hosts[0]),
+    ptype: 'MI.HostMatch',
+    cacheControl: 'max-age=3600',
+  })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300 })
+  const first = await start(cfg)
+  t.ok(await until(async () => (await get(first)) === 200))
+  await first.surrogate.close()
+  const kept = JSON.parse(readFileSync(join(cfg.stateDir, 'follow.json'), 'utf8'))
+  t.equal(kept.sources[`${origin.url}/index`].accepted.text, null, 'a tree of Links keeps no text of its own')
+  await origin.close()
+  const second = await start(cfg)
+  t.teardown(() => second.surrogate.close())
+  t.equal(await get(second), 200, 'served from the kept tree, the source down')
+})
+
 t.test('a restart whose kept tree is not fresh denies until its source answers', async (t) => {
   const origin = await metadataServer(t)
   origin.set('/index', { body: JSON.stringify(hostIndex(HOST, CLIENT)), ptype: 'MI.HostIndex' })
@@ -115,6 +139,7 @@ t.test('a restart with its caches damaged, or kept for another document, fetches
     JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], resources: [] } } }),
     JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], resources: [null] } } }),
     JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], accepted: { text: 7 } } } }),
+    JSON.stringify({ ...kept, sources: { [url]: { ...kept.sources[url], accepted: { document: {}, text: 7 } } } }),
     ...[{ body: 7 }, { url: 'not a URL' }, { freshUntil: 'soon' }, { policy: {} }, { policy: { v: 1, resh: 1 } }].map(
       (patch) =>
         JSON.stringify({
