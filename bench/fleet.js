@@ -6,9 +6,12 @@
 // Measured:
 //   - propagation: a change published at the origin, time until every follower serves it
 //     (p50, p99, max), read off each follower's live policy version;
-//   - steady state: the origin's requests and bytes per second while nothing changes (304s);
+//   - steady state: the origin's requests and bytes per second while nothing changes (304s):
+//     body bytes, and every byte its sockets wrote (the 304s' status lines and headers);
 //   - a stopped origin: time until every follower fails closed (its metadata stale: past the
-//     interval plus max-stale), and time until every one serves again once the origin returns.
+//     interval plus max-stale), and time until every one serves again once the origin returns;
+//     in the tree, the leaves fail closed through their middle surrogate, which hands on no
+//     stale metadata (a 503) and no more freshness than it has left (Cache-Control: max-age).
 // Bounded: every wait has a deadline; the process exits when done.
 import { createHash } from 'node:crypto'
 import http from 'node:http'
@@ -66,7 +69,11 @@ const publish = (seed) => {
   etag = `"${createHash('sha256').update(body).digest('base64url')}"`
 }
 const traffic = { requests: 0, notModified: 0, bytes: 0 }
-const origin = http.createServer((request, response) => {
+// Every socket the origin served, closed ones too: their bytesWritten is what went on the wire.
+const sockets = new Set()
+const wireBytes = () => [...sockets].reduce((sum, socket) => sum + socket.bytesWritten, 0)
+let origin
+const serve = (request, response) => {
   traffic.requests++
   if (request.headers['if-none-match'] === etag) {
     traffic.notModified++
@@ -77,9 +84,15 @@ const origin = http.createServer((request, response) => {
   traffic.bytes += Buffer.byteLength(body)
   response.writeHead(200, { etag, 'content-type': 'application/cdni; ptype=MI.HostIndex' })
   response.end(body)
-})
-const listen = (port = 0) =>
-  new Promise((resolve) => origin.listen(port, '127.0.0.1', () => resolve(origin.address().port)))
+}
+const listen = (port = 0) => {
+  origin = http.createServer(serve).on('connection', (socket) => sockets.add(socket))
+  return new Promise((resolve) => origin.listen(port, '127.0.0.1', () => resolve(origin.address().port)))
+}
+const stopOrigin = () => {
+  origin.closeAllConnections()
+  return new Promise((resolve) => origin.close(resolve))
+}
 const port = await listen()
 const originUrl = `http://127.0.0.1:${port}/index`
 
@@ -121,6 +134,7 @@ async function run(shape, followers, settle) {
   await sleep(settle)
   // Steady state: nothing changes; every request is a revalidation.
   const start = { ...traffic }
+  const wireStart = wireBytes()
   const window = 5 * interval
   await sleep(window)
   const steady = {
@@ -129,9 +143,48 @@ async function run(shape, followers, settle) {
       (traffic.notModified - start.notModified) /
       Math.max(1, traffic.requests - start.requests)
     ).toFixed(3),
-    bytesPerSecond: Math.round(((traffic.bytes - start.bytes) * 1000) / window),
+    bodyBytesPerSecond: Math.round(((traffic.bytes - start.bytes) * 1000) / window),
+    wireBytesPerSecond: Math.round(((wireBytes() - wireStart) * 1000) / window),
   }
   return { propagation, steady }
+}
+
+/** Times `check` becoming true for each of `followers`, from now; every one within `deadline`. */
+async function each(followers, check, deadline, what) {
+  const from = performance.now()
+  const at = followers.map(() => null)
+  await until(
+    () => {
+      const now = performance.now()
+      followers.forEach((f, i) => {
+        if (at[i] === null && check(f)) at[i] = now - from
+      })
+      return at.every((t) => t !== null)
+    },
+    deadline,
+    what,
+  )
+  return at
+}
+
+/**
+ * The origin stops: every follower fails closed once its metadata is stale, then it returns and
+ * every one serves again. Times per group of followers (the flat fleet, or a tree's two levels).
+ */
+async function outage(groups) {
+  const all = Object.values(groups).flat()
+  await stopOrigin()
+  const closed = await each(all, (f) => f.authz.stale !== null, 20 * (interval + maxStale), 'fail closed')
+  await listen(port)
+  const back = await each(all, (f) => f.authz.stale === null, 20 * interval + 30_000, 'recovery')
+  const result = {}
+  let i = 0
+  for (const [name, followers] of Object.entries(groups)) {
+    const slice = (times) => times.slice(i, i + followers.length)
+    result[name] = { failClosedMs: summary(slice(closed)), recoveryMs: summary(slice(back)) }
+    i += followers.length
+  }
+  return result
 }
 
 publish(1)
@@ -139,36 +192,7 @@ const flat = []
 for (let i = 0; i < size; i++) flat.push(await surrogate(originUrl))
 const flatResult = await run('flat', flat, interval)
 
-// The origin stops: every follower fails closed once its metadata is stale, then recovers.
-origin.closeAllConnections()
-await new Promise((resolve) => origin.close(resolve))
-const stopped = performance.now()
-const closedAt = flat.map(() => null)
-await until(
-  () => {
-    const now = performance.now()
-    flat.forEach((f, i) => {
-      if (closedAt[i] === null && f.authz.stale !== null) closedAt[i] = now - stopped
-    })
-    return closedAt.every((t) => t !== null)
-  },
-  10 * (interval + maxStale),
-  'fail closed',
-)
-await listen(port)
-const returned = performance.now()
-const recoveredAt = flat.map(() => null)
-await until(
-  () => {
-    const now = performance.now()
-    flat.forEach((f, i) => {
-      if (recoveredAt[i] === null && f.authz.stale === null) recoveredAt[i] = now - returned
-    })
-    return recoveredAt.every((t) => t !== null)
-  },
-  10 * interval + 30_000,
-  'recovery',
-)
+const flatOutage = await outage({ flat })
 await Promise.all(flat.map((f) => f.s.close()))
 
 // Two levels: `mid` surrogates follow the origin, the rest follow them round-robin.
@@ -178,17 +202,23 @@ const leaves = []
 for (let i = 0; i < size - mid; i++) leaves.push(await surrogate(`${middle[i % mid].apiUrl}/cdni/metadata`))
 const treeResult = await run('tree', [...middle, ...leaves], 2 * interval)
 const leafOnly = await propagate(leaves, 2000)
+const treeOutage = await outage({ middle, leaves })
 await Promise.all([...middle, ...leaves].map((f) => f.s.close()))
-origin.close()
+await stopOrigin()
 
 const line = (suite, figures) =>
   console.log(JSON.stringify({ suite, followers: size, interval, maxStale, prefixes, ...figures }))
 line('fleet-flat', {
   propagationMs: flatResult.propagation,
   steady: flatResult.steady,
-  failClosedMs: summary(closedAt),
+  ...flatOutage.flat,
   expectedFailClosedMs: `within ${interval + maxStale} (interval + max-stale) of the last success`,
-  recoveryMs: summary(recoveredAt),
 })
-line('fleet-tree', { mid, propagationMs: treeResult.propagation, leavesMs: leafOnly, steady: treeResult.steady })
+line('fleet-tree', {
+  mid,
+  propagationMs: treeResult.propagation,
+  leavesMs: leafOnly,
+  steady: treeResult.steady,
+  outage: treeOutage,
+})
 process.exit(0)
