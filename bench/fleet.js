@@ -111,20 +111,7 @@ async function surrogate(follow) {
 async function propagate(followers, seed) {
   const before = followers.map((f) => f.authz.version)
   publish(seed)
-  const started = performance.now()
-  const took = followers.map(() => null)
-  await until(
-    () => {
-      const now = performance.now()
-      followers.forEach((f, i) => {
-        if (took[i] === null && f.authz.version > before[i]) took[i] = now - started
-      })
-      return took.every((t) => t !== null)
-    },
-    30 * interval + 30_000,
-    'propagation',
-  )
-  return summary(took)
+  return summary(await each(followers, (f, i) => f.authz.version > before[i], 30 * interval + 30_000, 'propagation'))
 }
 
 async function run(shape, followers, settle) {
@@ -149,7 +136,7 @@ async function run(shape, followers, settle) {
   return { propagation, steady }
 }
 
-/** Times `check` becoming true for each of `followers`, from now; every one within `deadline`. */
+/** Times `check(follower, index)` becoming true for each of `followers`, from now; all within `deadline`. */
 async function each(followers, check, deadline, what) {
   const from = performance.now()
   const at = followers.map(() => null)
@@ -157,7 +144,7 @@ async function each(followers, check, deadline, what) {
     () => {
       const now = performance.now()
       followers.forEach((f, i) => {
-        if (at[i] === null && check(f)) at[i] = now - from
+        if (at[i] === null && check(f, i)) at[i] = now - from
       })
       return at.every((t) => t !== null)
     },

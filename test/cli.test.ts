@@ -355,19 +355,39 @@ t.test('check: wrong input exits 2 with the reason', async (t) => {
   }
 })
 
-t.test('serve: --follow is repeatable on the command line, one source per flag', async (t) => {
+/** A config file for `serve` in a fresh workspace: listeners on any port, the test token, silent. */
+function serveConfig(): { configFile: string; root: string } {
   const { root, stateDir } = workspace()
   const configFile = join(root, '..', 'config.json')
   writeFileSync(
     configFile,
     JSON.stringify({ port: 0, apiPort: 0, root, stateDir, apiToken: TOKEN, logLevel: 'silent' }),
   )
+  return { configFile, root }
+}
+
+/** Runs `serve` with `args` until it says where it listens; `stop` sends it a signal. */
+async function startServe(args: string[], prepare: (run: ReturnType<typeof io>) => void = () => {}) {
   let stop: (signal: string) => void = () => {}
   const run = io(new Promise((resolve) => (stop = resolve)))
+  prepare(run)
+  const finished = main(['serve', ...args], run)
+  while (!run.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  return { run, finished, stop }
+}
+
+t.test('serve: --follow is repeatable on the command line, one source per flag', async (t) => {
+  const { configFile } = serveConfig()
   // Nothing listens on the discard port: both sources fail, and their hosts stay denied.
   const sources = ['http://127.0.0.1:9/a/index', 'http://127.0.0.1:9/b/index'] as const
-  const finished = main(['serve', '--config', configFile, '--follow', sources[0], '--follow', sources[1]], run)
-  while (!run.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  const { run, finished, stop } = await startServe([
+    '--config',
+    configFile,
+    '--follow',
+    sources[0],
+    '--follow',
+    sources[1],
+  ])
   const api = /push API on (\S+)\/cdni\/metadata/.exec(run.out)?.[1] as string
   const report = (await fetch(`${api}/cdni/status`, { headers: { authorization: `Bearer ${TOKEN}` } }).then((r) =>
     r.json(),
@@ -381,16 +401,8 @@ t.test('serve: --follow is repeatable on the command line, one source per flag',
 })
 
 t.test('serve: prints where it listens, and stops cleanly on the signal', async (t) => {
-  const { root, stateDir } = workspace()
-  const configFile = join(root, '..', 'config.json')
-  writeFileSync(
-    configFile,
-    JSON.stringify({ port: 0, apiPort: 0, root, stateDir, apiToken: TOKEN, logLevel: 'silent' }),
-  )
-  let stop: (signal: string) => void = () => {}
-  const run = io(new Promise((resolve) => (stop = resolve)))
-  const finished = main(['serve', '--config', configFile], run)
-  while (!run.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  const { configFile, root } = serveConfig()
+  const { run, finished, stop } = await startServe(['--config', configFile])
   const url = /serving content on (\S+)/.exec(run.out)?.[1] as string
   t.equal((await fetch(`${url}/hello.txt`)).status, 403, 'no metadata yet: denied')
   stop('SIGTERM')
@@ -400,11 +412,13 @@ t.test('serve: prints where it listens, and stops cleanly on the signal', async 
   const geo = join(root, '..', 'country.mmdb')
   writeFileSync(geo, buildMmdb([['10.0.0.0/8', { country_code: 'FR' }]], { databaseType: 'country-v1' }))
   let reload: () => void = () => {}
-  let stopGeo: (signal: string) => void = () => {}
-  const geoRun = io(new Promise((resolve) => (stopGeo = resolve)))
-  geoRun.onReload = (handler) => (reload = handler)
-  const serving = main(['serve', '--config', configFile, '--country-db', geo], geoRun)
-  while (!geoRun.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  const {
+    run: geoRun,
+    finished: serving,
+    stop: stopGeo,
+  } = await startServe(['--config', configFile, '--country-db', geo], (run) => {
+    run.onReload = (handler) => (reload = handler)
+  })
   writeFileSync(geo, buildMmdb([['10.0.0.0/8', { country_code: 'DE' }]], { databaseType: 'country-v2-longer-name' }))
   reload()
   t.match(geoRun.out, /databases reloaded: country .*country\.mmdb \(country-v2-longer-name\), AS none/)
