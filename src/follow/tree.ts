@@ -224,30 +224,39 @@ export async function fetchTree(
   /** The body of `url`, from the cache while it is fresh enough, else from the source. */
   const load = async (url: string, ptype: string | null, linkType: string | null): Promise<CachedResource> => {
     const cached = cache.get(url)
-    const now = context.now()
-    if (cached !== undefined && !revalidateAll && now < refreshPoint(cached, 0)) {
-      return cached
-    }
-    const headers: Record<string, string> = { accept: acceptFor(ptype ?? linkType) }
+    if (cached !== undefined && !revalidateAll && context.now() < refreshPoint(cached, 0)) return cached
+    // The whole exchange, its body included, holds one of the `concurrency` slots, and a failure
+    // aborts the tree before its slot goes to the next request, so none starts after it.
+    return gate.run(async () => {
+      if (failed.signal.aborted) throw new FetchError(url, 'not fetched: the tree already failed')
+      try {
+        return await exchange(url, ptype ?? linkType, cached)
+      } catch (err) {
+        failed.abort()
+        throw err
+      }
+    })
+  }
+
+  /** One request for `url`, answered 304 (for `cached`) or 200, checked, read and remembered. */
+  const exchange = async (url: string, expected: string | null, cached: CachedResource | undefined) => {
+    const headers: Record<string, string> = { accept: acceptFor(expected) }
     if (context.token !== null) headers.authorization = `Bearer ${context.token}`
     const asked = { url, method: 'GET', headers }
     const policyBefore = cached === undefined ? null : CachePolicy.fromObject(cached.policy)
     const sent = policyBefore === null ? headers : (policyBefore.revalidationHeaders(asked) as Record<string, string>)
     requests++
-    const answer = await gate.run(() => {
-      if (failed.signal.aborted) throw new FetchError(url, 'not fetched: the tree already failed')
-      return request(url, {
-        method: 'GET',
-        headers: sent,
-        dispatcher: context.dispatcher,
-        headersTimeout: limits.timeout,
-        bodyTimeout: limits.timeout,
-        // A whole answer within three times the wait for one chunk: a source dripping a byte at a
-        // time cannot hold a poll for longer.
-        signal: AbortSignal.any([failed.signal, AbortSignal.timeout(limits.timeout * 3)]),
-      }).catch((err: Error) => {
-        throw new FetchError(url, `cannot be fetched: ${err.message}`)
-      })
+    const answer = await request(url, {
+      method: 'GET',
+      headers: sent,
+      dispatcher: context.dispatcher,
+      headersTimeout: limits.timeout,
+      bodyTimeout: limits.timeout,
+      // A whole answer within three times the wait for one chunk: a source dripping a byte at a
+      // time cannot hold a poll for longer.
+      signal: AbortSignal.any([failed.signal, AbortSignal.timeout(limits.timeout * 3)]),
+    }).catch((err: Error) => {
+      throw new FetchError(url, `cannot be fetched: ${err.message}`)
     })
     const response = { status: answer.statusCode, headers: answer.headers }
     if (answer.statusCode === 304 && cached !== undefined && policyBefore !== null) {
@@ -265,7 +274,6 @@ export async function fetchTree(
       throw new FetchError(url, `answered ${answer.statusCode}; a metadata resource must answer 200 or 304`)
     }
     const type = payloadType(answer.headers['content-type'])
-    const expected = ptype ?? linkType
     if (type === null || (type !== 'json' && expected !== null && type.toLowerCase() !== expected.toLowerCase())) {
       await answer.body.dump()
       throw new FetchError(
