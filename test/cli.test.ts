@@ -372,7 +372,11 @@ async function startServe(args: string[], prepare: (run: ReturnType<typeof io>) 
   const run = io(new Promise((resolve) => (stop = resolve)))
   prepare(run)
   const finished = main(['serve', ...args], run)
-  while (!run.out.includes('push API')) await new Promise((resolve) => setTimeout(resolve, 20))
+  const deadline = Date.now() + 30_000
+  while (!run.out.includes('push API')) {
+    if (Date.now() > deadline) throw new Error(`serve did not start: ${run.err}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
   return { run, finished, stop }
 }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AUTH, config, start, TOKEN } from './helpers/surrogate.js'
 import { metadataServer } from './helpers/metadata-server.js'
@@ -138,8 +138,9 @@ t.test('two sources: their HostIndexes merged, a host named twice refused, stale
   // a keeps succeeding, and keeps the caches: b's kept part is the one accepted, with the
   // resources it came from, not the refused tree b now serves (a restart would take that for live).
   const refusedAt = Date.parse((await status(s)).following[1].lastError.at)
-  t.ok(await until(async () => Date.parse((await status(s)).following[0].lastSuccess) > refusedAt))
-  const kept = JSON.parse(readFileSync(join(cfg.stateDir, 'follow.json'), 'utf8')).sources[`${b.url}/index`]
+  const file = join(cfg.stateDir, 'follow.json')
+  t.ok(await until(() => statSync(file).mtimeMs > refusedAt + 50), 'saved again since the refusal')
+  const kept = JSON.parse(readFileSync(file, 'utf8')).sources[`${b.url}/index`]
   t.equal(kept.resources[0].body, JSON.stringify(hostIndex('b.example', CLIENT)), 'the accepted tree kept')
 })
 
@@ -184,4 +185,36 @@ t.test('two sources: one serving no HostIndex is refused', async (t) => {
     await until(async () => /^refused: \/hosts\/\d/.test((await status(s)).following[1].lastError?.message ?? '')),
     JSON.stringify((await status(s)).following[1]),
   )
+})
+
+t.test('must-revalidate: not served stale at all, whatever followMaxStale allows', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=2, must-revalidate, stale-if-error=600',
+  })
+  const s = await follower(t, origin, { followMaxStale: 600_000 })
+  t.ok(await until(async () => (await get(s)) === 200))
+  origin.failWith = 503
+  t.ok(await until(async () => (await get(s)) === 403), 'denied once past its freshness')
+  t.match((await status(s)).following[0], { staleSince: String })
+})
+
+t.test('a surrogate serving on its allowance hands on nothing: the allowances of a tree do not add up', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=1',
+  })
+  const middle = await follower(t, origin, { followMaxStale: 600_000 })
+  t.ok(await until(async () => (await get(middle)) === 200))
+  origin.failWith = 503
+  const handedOn = () => fetch(`${middle.apiUrl}/cdni/metadata`, { headers: AUTH })
+  t.ok(await until(async () => (await handedOn()).status === 503), 'not handed on once past its freshness')
+  t.match(await (await handedOn()).json(), { message: /past its freshness and not yet revalidated/ })
+  t.equal(await get(middle), 200, 'while it still serves its own requests on its allowance')
+  origin.failWith = null
+  t.ok(await until(async () => (await handedOn()).status === 200), 'handed on again once revalidated')
 })

@@ -35,6 +35,11 @@ import {
 } from './tree.js'
 
 export const FOLLOW_FILE = 'follow.json'
+/**
+ * The layout of FOLLOW_FILE. 2: each part kept with the resources it was accepted from (1, unnamed,
+ * kept the last tree fetched, which could be one refused: it is not taken up).
+ */
+const FOLLOW_FORMAT = 2
 
 export interface FollowerOptions {
   /** URLs of the sources, in the order their parts are assembled. */
@@ -277,7 +282,10 @@ export class Follower {
     let stale = Infinity
     for (const resource of source.cache.values()) {
       fresh = Math.min(fresh, resource.freshUntil)
-      stale = Math.min(stale, resource.freshUntil + Math.max(resource.staleIfError, this.options.maxStale))
+      // must-revalidate: not used stale at all (RFC 9111 section 5.2.2.2), max-stale or not.
+      const allowance =
+        'must-revalidate' in resource.policy.rescc ? 0 : Math.max(resource.staleIfError, this.options.maxStale)
+      stale = Math.min(stale, resource.freshUntil + allowance)
     }
     source.freshUntil = fresh === Infinity ? 0 : fresh
     source.staleAt = stale === Infinity ? 0 : stale
@@ -287,11 +295,12 @@ export class Follower {
    * How long the live document stays fresh, in whole seconds (`max-age` of the document this
    * surrogate serves to its own followers): its least fresh part's remaining freshness, so a
    * surrogate following this one never holds the metadata fresh for longer than this one does.
+   * Null once a part is past its freshness: served here on the allowance, it is not handed on,
+   * or each level of a tree of surrogates would add its own allowance to the one before.
    */
-  maxAge(): number {
-    const now = this.now()
-    const until = Math.min(...this.state.map((source) => source.freshUntil))
-    return Math.max(0, Math.floor((until - now) / 1000))
+  maxAge(): number | null {
+    const left = Math.min(...this.state.map((source) => source.freshUntil)) - this.now()
+    return left > 0 ? Math.floor(left / 1000) : null
   }
 
   private async poll(source: Source): Promise<void> {
@@ -450,7 +459,7 @@ export class Follower {
       }
       if (source.staleSince === null) {
         source.staleSince = now
-        if (source.lastSuccess === null && source.accepted === null) {
+        if (source.lastSuccess === null) {
           this.log.info(
             { cdniAuthz: { source: publicName(source.url) } },
             'cdni-authz: denying what this source governs until its first fetch',
@@ -485,7 +494,11 @@ export class Follower {
         sources[source.url] = { resources: [...source.acceptedCache.values()], accepted: source.accepted }
       }
     }
-    await writeAtomically(this.options.stateDir, FOLLOW_FILE, JSON.stringify({ document: sha256(live.text), sources }))
+    await writeAtomically(
+      this.options.stateDir,
+      FOLLOW_FILE,
+      JSON.stringify({ format: FOLLOW_FORMAT, document: sha256(live.text), sources }),
+    )
   }
 }
 
@@ -553,9 +566,13 @@ function isCachedResource(value: unknown): value is CachedResource {
   const { url, body, policy, validatedAt, freshUntil, staleIfError } = value
   if (typeof url !== 'string' || typeof body !== 'string' || !URL.canParse(url)) return false
   if (![validatedAt, freshUntil, staleIfError].every((n) => typeof n === 'number' && Number.isFinite(n))) return false
+  // The policy as this http-cache-semantics reads it: each use a poll makes of it, tried once.
   try {
-    CachePolicy.fromObject(policy as CachePolicy.CachePolicyObject)
-    return isRecord((policy as { resh?: unknown }).resh)
+    const taken = CachePolicy.fromObject(policy as CachePolicy.CachePolicyObject)
+    taken.revalidationHeaders({ url, method: 'GET', headers: {} })
+    taken.maxAge()
+    const { resh, rescc } = policy as CachePolicy.CachePolicyObject
+    return isRecord(resh) && isRecord(rescc)
   } catch {
     return false
   }
@@ -568,7 +585,9 @@ function isCachedResource(value: unknown): value is CachedResource {
  * served with nothing to make them stale: both fetch afresh instead.
  */
 function keptParts(saved: unknown, digest: string, sources: readonly string[]): KeptPart[] | null {
-  if (!isRecord(saved) || saved.document !== digest || !isRecord(saved.sources)) return null
+  if (!isRecord(saved) || saved.format !== FOLLOW_FORMAT || saved.document !== digest || !isRecord(saved.sources)) {
+    return null
+  }
   const kept = saved.sources
   if (Object.keys(kept).length !== sources.length) return null
   const parts = sources.map((url) => kept[url])

@@ -19,6 +19,7 @@ import {
 import type { CdniAuthz } from '../plugin/plugin.js'
 import type { LiveDocument, Publisher } from './publisher.js'
 import type { Follower } from '../follow/follower.js'
+import { publicName } from '../follow/tree.js'
 import type { WorkerPool } from './cluster.js'
 import { createMetrics, type PushResult } from './metrics.js'
 import { timedFastify, type Tls } from './timed-fastify.js'
@@ -201,7 +202,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   api.put('/cdni/metadata', async (request, reply) => {
     // A followed policy has one writer, the follower: a push would be overwritten at its next poll.
-    if (follower !== null) throw new FollowingError(follower.sources.join(', '))
+    if (follower !== null) throw new FollowingError(follower.sources.map(publicName).join(', '))
     const check = (current: LiveDocument | null): void => {
       const etag = current?.etag ?? null
       const ifMatch = request.headers['if-match']
@@ -224,11 +225,15 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     if (live === null) throw new NoMetadataError()
     if (follower !== null) {
       // A surrogate following this one must not hold the metadata fresh for longer than this one
-      // does (RFC 8006 section 6.2, down a tree of surrogates): stale here, it is not handed on,
-      // and fresh, it is handed on with the freshness it has left.
+      // does (RFC 8006 section 6.2, down a tree of surrogates): past its freshness here (stale, or
+      // served on the allowance), it is not handed on; fresh, it goes with the freshness it has left.
       const stale = follower.notReady()
       if (stale !== null) throw new NotReadyError(stale)
-      reply.header('cache-control', `max-age=${follower.maxAge()}`)
+      const maxAge = follower.maxAge()
+      if (maxAge === null) {
+        throw new NotReadyError('followed metadata is past its freshness and not yet revalidated; it is not handed on')
+      }
+      reply.header('cache-control', `max-age=${maxAge}`)
     }
     reply.header('etag', live.etag)
     const ifNoneMatch = request.headers['if-none-match']
