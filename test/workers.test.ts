@@ -427,26 +427,33 @@ t.test('staleness from the follower reaches every worker, and each one admitted 
   t.same(await policies(pool.serving()), ['A', 'A'])
 })
 
-t.test('staleness that changes while a worker is admitted reaches it once it serves', async (t) => {
-  let markDuringListen: (() => void) | null = null
+t.test('staleness that changes while a worker is admitted reaches it before it serves', async (t) => {
+  let changeDuringAdmission: (() => void) | null = null
   const pool = await startPool(t, {}, undefined, (worker, index) => {
-    // The replacement (the third forked): staleness changes between its stale message and its listen.
+    // The replacement (the third forked): the staleness changes while its admission tells it the
+    // staleness of the moment, as the follower's timer could. Deferred, as a change would come
+    // after the message was sent.
     if (index !== 2) return
     worker.intercept = (message) => {
-      if (message.cdni === 'listen') markDuringListen?.()
+      if (message.cdni === 'stale' && changeDuringAdmission !== null) {
+        setImmediate(changeDuringAdmission)
+        changeDuringAdmission = null
+      }
       return null
     }
   })
   t.equal((await pool.push(A)).status, 200)
   const workers = pool.surrogate.workers
-  markDuringListen = () => workers?.markStale('all')
+  workers?.markStale(['other.example'])
+  changeDuringAdmission = () => workers?.markStale('all')
   await (pool.started[0] as InProcessWorker).exit(null, 'SIGKILL')
   await pool.ready()
-  t.same(await policies(pool.serving()), ['403/403', '403/403'], 'the replacement took the staleness too')
+  t.same(await policies(pool.serving()), ['403/403', '403/403'], 'the replacement took the change too')
+  const told = (pool.started[2] as InProcessWorker).received.map((message) => message.cdni)
   t.same(
-    (pool.started[2] as InProcessWorker).received.filter((message) => message.cdni === 'stale').length,
-    1,
-    'told once, after it listened',
+    told.filter((name) => name === 'stale' || name === 'listen'),
+    ['stale', 'stale', 'listen'],
+    'both before its listen',
   )
 })
 

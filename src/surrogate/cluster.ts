@@ -63,6 +63,8 @@ interface Member {
   worker: Worker
   /** Admitted: it has the committed policy and listens. */
   serving: boolean
+  /** Being admitted: it is told of staleness changes as they come, so none passes it by. */
+  admitting: boolean
   /** Version of the policy it serves (0: none). */
   version: number
   pending: Map<number, { resolve: (reply: Reply) => void; reject: (err: Error) => void }>
@@ -130,7 +132,7 @@ export class WorkerPool implements FanOut {
 
   private spawn(): void {
     const worker = this.fork()
-    const member: Member = { worker, serving: false, version: 0, pending: new Map(), counters: [] }
+    const member: Member = { worker, serving: false, admitting: false, version: 0, pending: new Map(), counters: [] }
     this.members.set(worker.id, member)
     worker.on('message', (message: FromWorker) => {
       if (message.cdni === 'hello') {
@@ -191,19 +193,16 @@ export class WorkerPool implements FanOut {
     return (this.publisher as Publisher).serialized(async () => {
       // A stop came while it waited its turn: it is being drained, not admitted.
       if (this.stopping) return
+      member.admitting = true
       try {
         const committed = this.committed
         if (committed !== null) {
           await this.ask(member, { cdni: 'load', path: committed.path, etag: committed.etag }, this.timeouts.load)
           member.version = (await this.ask(member, { cdni: 'commit', etag: committed.etag })).version as number
         }
-        const stale = this.stale
-        if (stale !== null) await this.ask(member, { cdni: 'stale', hosts: stale })
+        if (this.stale !== null) await this.ask(member, { cdni: 'stale', hosts: this.stale })
         const { url } = await this.ask(member, { cdni: 'listen' })
         member.serving = true
-        // The staleness changed while it was being admitted: markStale passed it by, as it was not
-        // serving yet, so it is told now (before the start resolves, and before the next change).
-        if (this.stale !== stale) await this.ask(member, { cdni: 'stale', hosts: this.stale })
         this.url ??= url as string
         if (this.serving().length === this.options.count) {
           for (const { resolve } of this.started.splice(0)) resolve(this.url)
@@ -215,6 +214,8 @@ export class WorkerPool implements FanOut {
         this.options.log.error({ err, cdniAuthz: { worker: member.worker.id } }, 'cdni-authz: a worker failed to start')
         for (const { reject } of this.started.splice(0)) reject(err as Error)
         member.worker.process.kill('SIGKILL')
+      } finally {
+        member.admitting = false
       }
     })
   }
@@ -292,10 +293,14 @@ export class WorkerPool implements FanOut {
     }
   }
 
-  /** Passes the follower's staleness on to every worker, now and at each one's admission. */
+  /**
+   * Passes the follower's staleness on to every worker, now and at each one's admission. One being
+   * admitted is told at once too: the message goes before its listen, so it serves nothing stale.
+   */
   markStale(hosts: readonly string[] | 'all' | null): void {
     this.stale = hosts
-    for (const member of this.serving()) {
+    for (const member of this.members.values()) {
+      if (!member.serving && !member.admitting) continue
       this.ask(member, { cdni: 'stale', hosts }).catch((err: Error) => {
         this.options.log.error({ err }, 'cdni-authz: a worker did not take the staleness; replacing it')
         member.worker.process.kill('SIGKILL')
