@@ -1,6 +1,7 @@
 import t from 'tap'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { config, start } from './helpers/surrogate.js'
 import { metadataServer } from './helpers/metadata-server.js'
 import { CLIENT, get, HOST, hostIndex, readyz, status, until, version } from './helpers/follow.js'
@@ -229,3 +230,30 @@ t.test(
     t.equal(await get(second, 'b.example'), 403, "once a's tree is live, b's hosts are gone from the policy")
   },
 )
+
+t.test('a part restored fresh goes stale as any other once its source cannot be reached', async (t) => {
+  const origin = await metadataServer(t)
+  origin.set('/index', {
+    body: JSON.stringify(hostIndex(HOST, CLIENT)),
+    ptype: 'MI.HostIndex',
+    cacheControl: 'max-age=6',
+  })
+  const lines: Record<string, any>[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) })
+  const cfg = config({ follow: [`${origin.url}/index`], followInterval: 300 })
+  const first = await start(cfg)
+  t.ok(await until(async () => (await get(first)) === 200))
+  // A revalidation after the first compile, kept: the restart then has most of six seconds.
+  const seen = origin.requests.length
+  t.ok(await until(() => origin.requests.slice(seen).some((r) => r.status === 304)))
+  await first.surrogate.close()
+  origin.failWith = 503
+  const second = await start(cfg, { logger })
+  t.teardown(() => second.surrogate.close())
+  t.equal(await get(second), 200, 'served while fresh')
+  t.ok(await until(async () => (await get(second)) === 403), 'then denied')
+  t.ok(
+    lines.some((line) => line.level === 50 && /stale and cannot be revalidated/.test(line.msg)),
+    'logged as an error: it was tried and failed, not waiting for a first fetch',
+  )
+})

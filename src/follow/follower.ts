@@ -282,9 +282,7 @@ export class Follower {
     let stale = Infinity
     for (const resource of source.cache.values()) {
       fresh = Math.min(fresh, resource.freshUntil)
-      // must-revalidate: not used stale at all (RFC 9111 section 5.2.2.2), max-stale or not.
-      const allowance =
-        'must-revalidate' in resource.policy.rescc ? 0 : Math.max(resource.staleIfError, this.options.maxStale)
+      const allowance = noStaleUse(resource) ? 0 : Math.max(resource.staleIfError, this.options.maxStale)
       stale = Math.min(stale, resource.freshUntil + allowance)
     }
     source.freshUntil = fresh === Infinity ? 0 : fresh
@@ -301,6 +299,11 @@ export class Follower {
   maxAge(): number | null {
     const left = Math.min(...this.state.map((source) => source.freshUntil)) - this.now()
     return left > 0 ? Math.floor(left / 1000) : null
+  }
+
+  /** Whether a resource of the live document may not be used stale at all: handed on as such. */
+  mustRevalidate(): boolean {
+    return this.state.some((source) => [...source.acceptedCache.values()].some(noStaleUse))
   }
 
   private async poll(source: Source): Promise<void> {
@@ -459,7 +462,7 @@ export class Follower {
       }
       if (source.staleSince === null) {
         source.staleSince = now
-        if (source.lastSuccess === null) {
+        if (source.lastSuccess === null && source.lastError === null) {
           this.log.info(
             { cdniAuthz: { source: publicName(source.url) } },
             'cdni-authz: denying what this source governs until its first fetch',
@@ -506,6 +509,14 @@ export class Follower {
 function inClear(url: string): boolean {
   const { protocol, hostname } = new URL(url)
   return protocol === 'http:' && !/^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/i.test(hostname)
+}
+
+/**
+ * A resource that may not be used stale, whatever allowance there is: `must-revalidate` (RFC 9111
+ * section 5.2.2.2), and `no-cache`, which allows no use without a successful validation (5.2.2.4).
+ */
+function noStaleUse(resource: CachedResource): boolean {
+  return 'must-revalidate' in resource.policy.rescc || 'no-cache' in resource.policy.rescc
 }
 
 /** The longest a Node timer waits. */

@@ -172,13 +172,15 @@ class Gate {
   private readonly waiting: (() => void)[] = []
   constructor(private readonly limit: number) {}
   async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve))
-    this.active++
+    // A slot freed goes straight to the first waiter: none taken meanwhile by a newcomer.
+    if (this.active < this.limit) this.active++
+    else await new Promise<void>((resolve) => this.waiting.push(resolve))
     try {
       return await task()
     } finally {
-      this.active--
-      this.waiting.shift()?.()
+      const next = this.waiting.shift()
+      if (next === undefined) this.active--
+      else next()
     }
   }
 }
@@ -333,6 +335,22 @@ export async function fetchTree(
     linkType: string | null,
     above: readonly string[],
   ): Promise<unknown> => {
+    try {
+      return await expandFetched(url, ptype, linkType, above)
+    } catch (err) {
+      // Whatever failed (a request, a limit, a Link, a body that is no JSON), the tree has failed:
+      // nothing more is requested for it.
+      failed.abort()
+      throw err
+    }
+  }
+
+  const expandFetched = async (
+    url: string,
+    ptype: string | null,
+    linkType: string | null,
+    above: readonly string[],
+  ): Promise<unknown> => {
     const resource = await fetched(url, ptype, linkType)
     expanded += resource.body.length
     if (expanded > limits.treeBytes) {
@@ -415,13 +433,7 @@ export async function fetchTree(
     return value
   }
 
-  let document: unknown
-  try {
-    document = await expandResource(root, null, HOST_INDEX, [])
-  } catch (err) {
-    failed.abort()
-    throw err
-  }
+  const document = await expandResource(root, null, HOST_INDEX, [])
   for (const url of cache.keys()) if (!resources.has(url)) changed = true
   return {
     document,

@@ -233,7 +233,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       if (maxAge === null) {
         throw new NotReadyError('followed metadata is past its freshness and not yet revalidated; it is not handed on')
       }
-      reply.header('cache-control', `max-age=${maxAge}`)
+      reply.header('cache-control', `max-age=${maxAge}${follower.mustRevalidate() ? ', must-revalidate' : ''}`)
     }
     reply.header('etag', live.etag)
     const ifNoneMatch = request.headers['if-none-match']
