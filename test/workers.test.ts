@@ -428,12 +428,15 @@ t.test('staleness from the follower reaches every worker, and each one admitted 
 })
 
 t.test('staleness that changes while a worker is admitted reaches it before it serves', async (t) => {
+  let changeBeforeAdmission: (() => void) | null = null
   let changeDuringAdmission: (() => void) | null = null
   const pool = await startPool(t, {}, undefined, (worker, index) => {
-    // The replacement (the third forked): the staleness changes while its admission tells it the
+    // The replacement (the third forked): the staleness changes once before its admission (it is
+    // not told then, and learns it as it is admitted), then while its admission tells it the
     // staleness of the moment, as the follower's timer could. Deferred, as a change would come
-    // after the message was sent.
+    // after the fork and after the message was sent.
     if (index !== 2) return
+    if (changeBeforeAdmission !== null) setImmediate(changeBeforeAdmission)
     worker.intercept = (message) => {
       if (message.cdni === 'stale' && changeDuringAdmission !== null) {
         setImmediate(changeDuringAdmission)
@@ -444,7 +447,7 @@ t.test('staleness that changes while a worker is admitted reaches it before it s
   })
   t.equal((await pool.push(A)).status, 200)
   const workers = pool.surrogate.workers
-  workers?.markStale(['other.example'])
+  changeBeforeAdmission = () => workers?.markStale(['other.example'])
   changeDuringAdmission = () => workers?.markStale('all')
   await (pool.started[0] as InProcessWorker).exit(null, 'SIGKILL')
   await pool.ready()
@@ -453,7 +456,12 @@ t.test('staleness that changes while a worker is admitted reaches it before it s
   t.same(
     told.filter((name) => name === 'stale' || name === 'listen'),
     ['stale', 'stale', 'listen'],
-    'both before its listen',
+    'the first at its admission, the change as it came, both before its listen',
+  )
+  t.match(
+    (pool.started[2] as InProcessWorker).received.find((message) => message.cdni === 'stale'),
+    { cdni: 'stale', hosts: ['other.example'] },
+    'told at admission what changed before it',
   )
 })
 
