@@ -13,6 +13,7 @@ import {
   CLIENT,
   follower,
   get,
+  handedOn,
   HOST,
   hostIndex,
   location,
@@ -22,17 +23,6 @@ import {
   until,
   version,
 } from './helpers/follow.js'
-
-/** The document a following surrogate hands on, once it does (once fresh). */
-async function handedOn(s: { apiUrl: string }): Promise<Response> {
-  let response = await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH })
-  const deadline = Date.now() + 30_000
-  while (response.status === 503 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 25))
-    response = await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH })
-  }
-  return response
-}
 
 t.test('a HostIndex of Links at every level is followed, assembled and enforced', async (t) => {
   const origin = await metadataServer(t)

@@ -58,6 +58,19 @@ export async function follower(
   return s
 }
 
+/**
+ * The document a following surrogate hands on, once it does: it answers 503 while its metadata is
+ * past its freshness, which on a loaded machine the first compile alone can outlast.
+ */
+export async function handedOn(s: { apiUrl: string }): Promise<Response> {
+  let response: Response | null = null
+  await until(async () => {
+    response = await fetch(`${s.apiUrl}/cdni/metadata`, { headers: AUTH })
+    return response.status !== 503
+  })
+  return response as unknown as Response
+}
+
 export const version = (s: Running) => status(s).then((r) => r.version as number)
 export const readyz = (s: Running) =>
   fetch(`${s.apiUrl}/readyz`).then(async (r) => ({ status: r.status, body: await r.text() }))
